@@ -1,0 +1,105 @@
+"""The ``geosup`` command line: one group, a module per command group.
+
+Results go to stdout, messages and logs to stderr. A :class:`~geosup.errors.GeosupError`
+prints one line and exits 1; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from geosup import __version__
+from geosup.cli.options import CliState
+from geosup.config import CONFIG_FILE, Settings
+from geosup.errors import GeosupError
+
+__all__ = ["main"]
+
+
+class GeosupGroup(click.Group):
+    """A click group that turns errors into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except GeosupError as err:
+            _fail(ctx, err, expected=True)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
+            _fail(ctx, err, expected=False)
+
+
+def _fail(ctx: click.Context, err: BaseException, *, expected: bool) -> None:
+    obj = ctx.find_object(CliState)
+    verbose = obj is not None and obj.verbosity > 0
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    text = str(err) or type(err).__name__
+    if expected:
+        click.echo(f"Error: {text}", err=True)
+    else:
+        hint = "" if verbose else " (run with -v for the traceback)"
+        click.echo(f"Error: unexpected {type(err).__name__}: {text}{hint}", err=True)
+    ctx.exit(1)
+
+
+def _show_versions(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from geosup.versions import show_versions
+
+    try:
+        store = Settings.load().get("store")
+    except GeosupError:
+        store = None
+    click.echo(show_versions(store=store))
+    ctx.exit(0)
+
+
+@click.group(cls=GeosupGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help=f"Settings file (default ./{CONFIG_FILE} when present).")
+@click.version_option(__version__, "--version", prog_name="geosup")
+@click.option("--show-versions", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_versions,
+              help="Show Python, GEOS, GDAL, PROJ, PostGIS and package versions.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None) -> None:
+    """geosup: check public spending against geography.
+
+    Fuel cards against GPS tracks, declared farmland against parcels, requisition
+    claims against imagery; every check ends in reviewable alerts.
+    """
+    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO,
+                                         logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    obj = CliState(settings=Settings(), verbosity=-1 if quiet else verbose)
+    ctx.obj = obj
+    try:
+        obj.settings = Settings.load(file=config or CONFIG_FILE, required_file=bool(config))
+    except GeosupError as err:
+        _fail(ctx, err, expected=True)
+
+
+def _register() -> None:
+    from geosup.cli import alerts, db, demo, export, rules
+
+    main.add_command(alerts.alerts)
+    main.add_command(rules.rules)
+    main.add_command(db.db)
+    main.add_command(export.export)
+    main.add_command(demo.demo)
+
+
+_register()
