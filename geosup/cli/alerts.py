@@ -42,7 +42,12 @@ def list_alerts(store: str, rule: tuple[str, ...], domain: tuple[str, ...],
         frame = st.alerts(**_filters(rule=rule, domain=domain, status=status,
                                      severity=severity, unit=unit, period=period))
     if fmt == "geojson":
-        click.echo(frame.to_crs(4326).to_json(drop_id=True, to_wgs84=True))
+        out = frame.to_crs(4326)
+        for name in out.columns:
+            if pd.api.types.is_datetime64_any_dtype(out[name]):
+                text = out[name].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                out[name] = text.astype(object).where(out[name].notna(), None)
+        click.echo(out.to_json(drop_id=True, na="null"))
         return
     if fmt == "csv":
         out = pd.DataFrame(frame.drop(columns="geometry"))

@@ -1,0 +1,178 @@
+"""The ``geosup`` command line, run as users run it, against both store backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from geosup.alerts import make_alerts
+from geosup.cli import main
+from geosup.store import open_store
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def parcels(shared_data: Path) -> gpd.GeoDataFrame:
+    return gpd.read_file(shared_data / "parcels/reference/nl/referentiepercelen.gpkg").head(12)
+
+
+def _alerts(parcels: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    n = len(parcels)
+    hits = gpd.GeoDataFrame({
+        "rule": ["farmland.over_declared"] * 6 + ["farmland.non_farmland"] * (n - 6),
+        "subject_type": "declaration",
+        "subject_id": [f"NL-{i}" for i in range(n)],
+        "unit": ["village A", "village B"] * (n // 2),
+        "period": "2025",
+        "severity": (["low", "medium", "high", "critical"] * n)[:n],
+        "score": [i / n for i in range(n)],
+        "amount_at_risk": [100.0 * i for i in range(n)],
+        "title": [f"Declared area above eligible area <b>{i}</b>" for i in range(n)],
+        "evidence": [{"declared_m2": 1000 + i, "eligible_m2": 900} for i in range(n)],
+    }, geometry=parcels.geometry.to_numpy(), crs=parcels.crs)
+    return make_alerts(hits)
+
+
+@pytest.fixture
+def filled_store(store_url: str, parcels: gpd.GeoDataFrame) -> tuple[str, gpd.GeoDataFrame]:
+    alerts = _alerts(parcels)
+    with open_store(store_url) as st, st.run("test fill") as run:
+        run.write_alerts(alerts)
+    return store_url, alerts
+
+
+def test_version_and_versions(runner):
+    res = runner.invoke(main, ["--version"])
+    assert res.exit_code == 0 and "0.1.0" in res.output
+    res = runner.invoke(main, ["--show-versions"])
+    assert res.exit_code == 0
+    for name in ("GEOS", "GDAL", "PROJ", "shapely", "psycopg"):
+        assert name in res.output
+
+
+def test_show_versions_reports_postgis(runner, postgis_url):
+    res = runner.invoke(main, ["--show-versions"], env={"GEOSUP_STORE": postgis_url})
+    assert res.exit_code == 0, res.output
+    assert "PostGIS" in res.output and "not reachable" not in res.output
+
+
+def test_db_init_is_idempotent(runner, store_url):
+    for _ in range(2):
+        res = runner.invoke(main, ["db", "init", "--store", store_url])
+        assert res.exit_code == 0, res.output
+        assert "store ready" in res.output
+
+
+def test_alerts_list_filters_and_formats(runner, filled_store):
+    url, alerts = filled_store
+    res = runner.invoke(main, ["alerts", "list", "--store", url])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == len(alerts) + 1  # header + one line per alert
+    assert "critical" in lines[1]  # most severe first
+    res = runner.invoke(main, ["alerts", "list", "--store", url, "--rule",
+                               "farmland.non_farmland", "--unit", "village A",
+                               "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(res.stdout))
+    want = alerts[(alerts.rule == "farmland.non_farmland") & (alerts.unit == "village A")]
+    assert sorted(table["alert_id"]) == sorted(want["alert_id"])
+    res = runner.invoke(main, ["alerts", "list", "--store", url, "--severity", "high",
+                               "--format", "geojson"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["type"] == "FeatureCollection"
+    assert len(doc["features"]) == int((alerts.severity == "high").sum())
+    lon, lat = doc["features"][0]["geometry"]["coordinates"][0][0][0]
+    assert 3 < lon < 8 and 50 < lat < 54  # RFC 7946 lon/lat order
+    res = runner.invoke(main, ["alerts", "list", "--store", url, "--status", "closed"])
+    assert res.exit_code == 1
+    assert "unknown status 'closed'" in res.output and "Traceback" not in res.output
+
+
+def test_alerts_show_and_review(runner, filled_store):
+    url, alerts = filled_store
+    aid = alerts.alert_id.iloc[0]
+    res = runner.invoke(main, ["alerts", "review", aid, "--store", url, "--status",
+                               "investigating", "--by", "Inspector Li", "--note",
+                               "field visit booked"])
+    assert res.exit_code == 0, res.output
+    assert "open -> investigating" in res.output
+    res = runner.invoke(main, ["alerts", "show", aid, "--store", url])
+    assert res.exit_code == 0, res.output
+    assert "declared_m2" in res.stdout and "Inspector Li" in res.stdout
+    assert "field visit booked" in res.stdout
+    res = runner.invoke(main, ["alerts", "review", aid, "--store", url, "--status",
+                               "rectified", "--by", "Inspector Li"])
+    assert res.exit_code == 1
+    assert "cannot move to 'rectified'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(main, ["alerts", "review", "0000", "--store", url, "--status",
+                               "dismissed", "--by", "x"])
+    assert res.exit_code == 1 and "no alert with id '0000'" in res.output
+    res = runner.invoke(main, ["alerts", "show", "0000", "--store", url])
+    assert res.exit_code == 1 and "no alert with id" in res.output
+
+
+def test_rules_lists_registry(runner):
+    res = runner.invoke(main, ["rules", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert isinstance(json.loads(res.stdout), list)
+
+
+def test_bad_config_is_one_line(runner, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("store = [", encoding="utf-8")
+    res = runner.invoke(main, ["--config", str(bad), "rules"])
+    assert res.exit_code == 1 and "not valid TOML" in res.output
+
+
+def _geosup(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("geosup")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "geosup"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          check=False)
+
+
+def test_unreachable_store_is_one_clear_line(tmp_path):
+    url = "postgresql://auditor:s3cret@127.0.0.1:1/audit"
+    res = _geosup("alerts", "list", "--store", url, cwd=tmp_path)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), res.stderr
+    assert "s3cret" not in res.stderr + res.stdout
+    res = _geosup("-v", "alerts", "list", "--store", url, cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" in res.stderr
+    assert "s3cret" not in res.stderr.split("Traceback")[0]
+
+
+def test_bad_store_paths(tmp_path):
+    res = _geosup("alerts", "list", "--store", str(tmp_path / "missing.gpkg"), cwd=tmp_path)
+    assert res.returncode == 1 and "does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+    notgpkg = tmp_path / "notes.gpkg"
+    notgpkg.write_text("this is not a database", encoding="utf-8")
+    res = _geosup("alerts", "list", "--store", str(notgpkg), cwd=tmp_path)
+    assert res.returncode == 1 and "cannot open store" in res.stderr
+    res = _geosup("alerts", "list", "--store", str(tmp_path / "x.txt"), cwd=tmp_path)
+    assert res.returncode == 1 and "neither a GeoPackage" in res.stderr
+
+
+def test_demo_writes_store_and_page(tmp_path):
+    res = _geosup("demo", str(tmp_path / "city"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "city" / "geosup.gpkg").is_file()
+    page = (tmp_path / "city" / "alerts.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
