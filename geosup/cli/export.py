@@ -40,8 +40,10 @@ def export(store: str, fmt: str | None, output: str, layer: str, rule: tuple[str
             frame = st.read_layer(layer)
             reg = st.layers().set_index("name")
             id_column = reg.loc[layer, "id_column"] if layer in reg.index else None
-    target = export_layer(frame, output, format=fmt, overwrite=overwrite,
-                          id_column=id_column if isinstance(id_column, str) else None)
+            if not isinstance(id_column, str) or not id_column:
+                id_column = "fid"  # the layer has no id of its own: number the rows
+                frame.insert(0, id_column, range(1, len(frame) + 1))
+    target = export_layer(frame, output, format=fmt, overwrite=overwrite, id_column=id_column)
     if not state().quiet:
         click.echo(f"{len(frame):,} rows of {layer} written to {target}", err=True)
     click.echo(str(target))
