@@ -80,9 +80,9 @@ CREATE TABLE IF NOT EXISTS layers (
 
 
 def _iso(values: pd.Series) -> list[str | None]:
-    """UTC timestamps as GeoPackage DATETIME text (ISO 8601, milliseconds, 'Z')."""
+    """UTC timestamps as GeoPackage DATETIME text (ISO 8601, microseconds, "Z")."""
     ts = pd.to_datetime(values, utc=True)
-    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
     return text.astype(object).where(ts.notna(), None).tolist()
 
 
