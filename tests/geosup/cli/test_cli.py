@@ -176,3 +176,40 @@ def test_demo_writes_store_and_page(tmp_path):
     assert (tmp_path / "city" / "geosup.gpkg").is_file()
     page = (tmp_path / "city" / "alerts.html").read_text(encoding="utf-8")
     assert "<script" not in page.lower()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("gpkg", ".gpkg"), ("fgb", ".fgb"),
+                                        ("parquet", ".parquet"), ("geojson", ".geojson"),
+                                        ("shp", ".zip")])
+def test_export_alerts_every_format(runner, filled_store, tmp_path, fmt, suffix):
+    from geosup.export import read_back
+
+    url, alerts = filled_store
+    out = tmp_path / f"alerts{suffix}"
+    res = runner.invoke(main, ["export", "--store", url, "--format", fmt, "-o", str(out),
+                               "--rule", "farmland.over_declared"])
+    assert res.exit_code == 0, res.output
+    back = read_back(out).set_index("alert_id")
+    want = alerts[alerts.rule == "farmland.over_declared"].set_index("alert_id")
+    assert sorted(back.index) == sorted(want.index)
+    assert (back.loc[want.index, "subject_id"] == want["subject_id"]).all()
+    res = runner.invoke(main, ["export", "--store", url, "-o", str(out)])
+    assert res.exit_code == 1 and "exists" in res.output
+    res = runner.invoke(main, ["export", "--store", url, "-o", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert len(read_back(out)) == len(alerts)
+
+
+def test_export_stored_layer_to_postgis(runner, tmp_path, parcels, postgis_url):
+    import psycopg
+
+    store = tmp_path / "s.gpkg"
+    with open_store(store) as st, st.run("load") as run:
+        run.write_layer("parcels", parcels)
+    res = runner.invoke(main, ["export", "--store", str(store), "--layer", "parcels",
+                               "--format", "postgis", "-o", f"{postgis_url}#public.parcels"])
+    assert res.exit_code == 0, res.output
+    with psycopg.connect(postgis_url) as conn:
+        n, srid = conn.execute("SELECT count(*), max(ST_SRID(geometry)) FROM public.parcels"
+                               ).fetchone()
+    assert n == len(parcels) and srid == 28992
