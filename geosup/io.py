@@ -1330,6 +1330,7 @@ def _geometry_from_wkt(
     declared: pyproj.CRS | None,
     tokens: bool,
     display: str,
+    optional: bool = False,
 ) -> np.ndarray:
     if declared is None:
         msg = (
@@ -1342,8 +1343,10 @@ def _geometry_from_wkt(
     values = np.array(text.astype(str), dtype=object)
     values[blank] = None
     geoms = shapely.from_wkt(values, on_invalid="ignore")
-    state.reject(blank, "missing geometry")
-    state.reject(shapely.is_missing(geoms), f"geometry in column {column!r} is not valid WKT")
+    if not optional:
+        state.reject(blank, "missing geometry")
+    state.reject(~blank & shapely.is_missing(geoms),
+                 f"geometry in column {column!r} is not valid WKT")
     return geoms
 
 
@@ -1367,13 +1370,19 @@ def _layer_crs(
 
 
 def _validate_geometries(
-    geoms: np.ndarray, state: _Rows, *, keys: pd.Series | None
+    geoms: np.ndarray, state: _Rows, *, keys: pd.Series | None, optional: bool = False
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Reject missing, empty and irreparable geometries; repair the others with make_valid."""
-    state.reject(shapely.is_missing(geoms), "missing geometry")
-    state.reject(shapely.is_empty(geoms), "empty geometry")
+    """Reject missing, empty and irreparable geometries; repair the others with make_valid.
+
+    With ``optional``, missing and empty geometries are kept as ``None``.
+    """
+    if optional:
+        geoms = np.where(shapely.is_empty(geoms), None, geoms)
+    else:
+        state.reject(shapely.is_missing(geoms), "missing geometry")
+        state.reject(shapely.is_empty(geoms), "empty geometry")
     repairs = _empty_ledger_frame(REPAIR_COLUMNS)
-    invalid = state.alive & ~shapely.is_valid(geoms)
+    invalid = state.alive & ~shapely.is_missing(geoms) & ~shapely.is_valid(geoms)
     if not invalid.any():
         return geoms, repairs
     where = np.flatnonzero(invalid)
@@ -1488,6 +1497,7 @@ def read_table(
     lon: str = "lon",
     lat: str = "lat",
     geometry: str = "auto",
+    geometry_optional: bool = False,
     combine_columns: Mapping[str, Sequence[str]] | None = None,
     ledger: RejectsLedger | None = None,
     sep: str | None = None,
@@ -1540,6 +1550,10 @@ def read_table(
         points from ``lon``/``lat`` when both exist, else no geometry. ``"lonlat"``: points
         from ``lon``/``lat`` (required). ``"none"``: return a plain DataFrame. Any other value
         names a column holding WKT.
+    geometry_optional : bool, default False
+        Keep rows whose geometry is missing or empty (as ``None``) instead of rejecting
+        them, for inputs where a geometry is one of several ways to locate a row (e.g.
+        declarations by parcel id).
     combine_columns : mapping of str to sequence of str, optional
         Canonical name -> source columns joined with a space before parsing, e.g.
         ``{"time": ["Transaction Date", "Transaction Time"]}``.
@@ -1665,13 +1679,15 @@ def read_table(
     elif mode in ("wkt", "layer"):
         if mode == "wkt":
             geoms = _geometry_from_wkt(work, state, str(wkt_column), declared=declared,
-                                       tokens=tokens, display=display)
+                                       tokens=tokens, display=display,
+                                       optional=geometry_optional)
             out_crs = declared
             geometry_name = "geometry"
         else:
             geoms = layer_geoms
         keys = work[id_column] if id_column is not None else None
-        geoms, repairs = _validate_geometries(geoms, state, keys=keys)
+        geoms, repairs = _validate_geometries(geoms, state, keys=keys,
+                                              optional=geometry_optional)
         points = state.alive & (shapely.get_type_id(geoms) == shapely.GeometryType.POINT)
         if out_crs is not None and out_crs.is_geographic and points.any():
             x = np.full(len(state), np.nan)

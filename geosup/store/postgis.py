@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "LAYER_PREFIX",
     "PostGISStore",
+    "connect",
     "read_table",
     "safe_url",
     "server_versions",
@@ -1264,3 +1265,18 @@ def server_versions(url: str) -> dict[str, str]:
         conn.rollback()
     return {"PostgreSQL": str(server),
             "PostGIS": str(row[0]) if row else "not installed in this database"}
+
+
+def connect(url: str) -> psycopg.Connection:
+    """Open a connection for a check that pushes its work into PostGIS.
+
+    Autocommit is off and the session runs in UTC; the caller commits or rolls back.
+    The URL's ``#schema`` fragment is ignored here.
+
+    Raises
+    ------
+    StoreConnectionError
+        The server cannot be reached; the message never contains the password.
+    """
+    conninfo, _ = _split_fragment(url)
+    return _connect(conninfo)

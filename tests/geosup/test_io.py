@@ -964,3 +964,27 @@ def test_garbage_times_and_coordinates_never_raise(rows: list[tuple[str, str, st
         assert frame["lat"].between(-90, 90).all() and frame["lon"].between(-180, 180).all()
         assert not ((frame["lon"] == 0) & (frame["lat"] == 0)).any()
     assert all(r for r in reasons(result))
+
+
+def test_geometry_optional_keeps_rows_without_geometry(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    from geosup.io import read_table
+
+    frame = gpd.GeoDataFrame(
+        {"declaration_id": ["D1", "D2", "D3"], "parcel_id": ["P1", "P2", None]},
+        geometry=[shapely.box(0, 0, 10, 10), None, shapely.Polygon()], crs=32650)
+    path = tmp_path / "decl.gpkg"
+    frame.to_file(path)
+    strict = read_table(path, id_column="declaration_id")
+    assert strict.rows_used == 1 and strict.rows_rejected == 2
+    loose = read_table(path, id_column="declaration_id", geometry_optional=True)
+    assert loose.rows_used == 3 and loose.rows_rejected == 0
+    assert loose.frame.geometry.isna().sum() == 2
+    csv = tmp_path / "decl.csv"
+    csv.write_text("declaration_id,geometry\nD1,\"POLYGON((0 0,1 0,1 1,0 0))\"\nD2,\nD3,nonsense\n",
+                   encoding="utf-8")
+    res = read_table(csv, crs="EPSG:32650", geometry="geometry", geometry_optional=True)
+    assert res.rows_used == 2 and res.rows_rejected == 1
+    assert "not valid WKT" in res.ledger.frame()["reason"].iloc[0]
