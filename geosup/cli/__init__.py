@@ -93,13 +93,14 @@ def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None) -> N
 
 
 def _register() -> None:
-    from geosup.cli import alerts, db, demo, export, rules
+    from geosup.cli import alerts, db, demo, export, farmland, rules
 
     main.add_command(alerts.alerts)
     main.add_command(rules.rules)
     main.add_command(db.db)
     main.add_command(export.export)
     main.add_command(demo.demo)
+    main.add_command(farmland.farmland)
 
 
 _register()
