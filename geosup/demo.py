@@ -129,9 +129,10 @@ def run_demo(folder: str | Path, *, settings: Settings | None = None,
     store : str, optional
         Store URL; default ``folder/geosup.gpkg``.
     lang : {"en", "zh"}
-        Language of the review page.
+        Language of the review map.
     """
-    from maps.review import write_review_page
+    from maps.evidence import referenced_layers
+    from maps.review_map import write_review_map
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,10 +145,12 @@ def run_demo(folder: str | Path, *, settings: Settings | None = None,
             log.info("demo scenario %s", name)
             results.append(func(st, folder, settings))
         alerts = st.alerts()
+        layers = referenced_layers(st, alerts)  # parcels, declarations, stations in evidence
     truth = pd.concat([r.truth for r in results], ignore_index=True) if results else \
         pd.DataFrame(columns=["rule", "subject_id"])
     scores = precision_recall(alerts, truth)
-    map_path = write_review_page(alerts, folder / "alerts.html", lang=lang,
-                                 title="geosup demo city")
+    map_path = write_review_map(alerts, folder / "alerts.html", lang=lang,
+                                title="geosup demo city", overwrite=True, chip_root=folder,
+                                evidence_layers=layers)
     return DemoResult(folder=folder, store=url, map_path=map_path, scenarios=results,
                       scores=scores)

@@ -102,5 +102,9 @@ def _register() -> None:
     main.add_command(demo.demo)
     main.add_command(farmland.farmland)
 
+    from geosup.cli import map as map_cmd
+
+    main.add_command(map_cmd.map_)
+
 
 _register()
