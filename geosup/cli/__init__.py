@@ -93,7 +93,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None) -> N
 
 
 def _register() -> None:
-    from geosup.cli import alerts, db, demo, export, farmland, rules
+    from geosup.cli import alerts, db, demo, export, farmland, fuel, rules
 
     main.add_command(alerts.alerts)
     main.add_command(rules.rules)
@@ -101,6 +101,7 @@ def _register() -> None:
     main.add_command(export.export)
     main.add_command(demo.demo)
     main.add_command(farmland.farmland)
+    main.add_command(fuel.fuel)
 
     from geosup.cli import map as map_cmd
 
