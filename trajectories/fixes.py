@@ -121,7 +121,7 @@ class CleanResult:
                 + f"; {len(self.gaps)} gaps")
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
     """Sequential impossible-jump filter over every vehicle (inputs sorted, radians, ns).
 
@@ -157,7 +157,7 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
     return rejected, ref, speed
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _speed(t, lon, lat, i, j):  # pragma: no cover - jit
     """Great-circle speed in m/s between fixes i and j (haversine)."""
     s1 = np.sin((lat[j] - lat[i]) * 0.5)

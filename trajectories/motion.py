@@ -5,7 +5,7 @@ and time, no per-trajectory Python objects). Every operator is vectorised over a
 and all queries at once: positions and distances by one ``np.searchsorted`` over a global
 (vehicle, time) key with exact integer corrections, the inherently sequential loops (stop
 detection, the scan of the fixes inside each query window) by small numba kernels (compiled
-once per process, without a disk cache: a few seconds on first use).
+once and cached on disk beside the module: a few seconds on first use).
 
 Contract notes (additions to the shared plan; nothing was removed or renamed):
 
@@ -801,7 +801,7 @@ def distance_between(
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _nearest_kernel(t, x, y, a, b, lo, hi, tq, w, gap_ns, px, py):  # pragma: no cover - jit
     """Closest point of each query's window path (see nearest_approach)."""
     m = tq.shape[0]
@@ -1027,7 +1027,7 @@ def nearest_approach(
 _SPLIT = 134217729.0  # 2**27 + 1, Dekker's split for double-double products
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _dd_mul(ahi, alo, bhi, blo):  # pragma: no cover - jit
     """Double-double product (the DD class GEOS uses for robust predicates)."""
     c = _SPLIT * ahi
@@ -1045,7 +1045,7 @@ def _dd_mul(ahi, alo, bhi, blo):  # pragma: no cover - jit
     return zhi, cc + hx
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _dd_add(ahi, alo, bhi, blo):  # pragma: no cover - jit
     """Double-double sum."""
     s = ahi + bhi
@@ -1064,7 +1064,7 @@ def _dd_add(ahi, alo, bhi, blo):  # pragma: no cover - jit
     return zhi, e + (hh - zhi)
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _dd_div(ahi, alo, bhi, blo):  # pragma: no cover - jit
     """Double-double quotient."""
     c0 = ahi / bhi
@@ -1083,7 +1083,7 @@ def _dd_div(ahi, alo, bhi, blo):  # pragma: no cover - jit
     return u, (c0 - u) + c
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _orient(p1x, p1y, p2x, p2y, qx, qy):  # pragma: no cover - jit
     """Robust orientation index of q to the line p1 -> p2: 1 left, -1 right, 0 collinear.
 
@@ -1119,7 +1119,7 @@ def _orient(p1x, p1y, p2x, p2y, qx, qy):  # pragma: no cover - jit
     return 0
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _hull(sx, sy, n, hx, hy, buf_x, buf_y):  # pragma: no cover - jit
     """Strict convex hull of ``sx[:n], sy[:n]`` into ``hx, hy``; returns the vertex count.
 
@@ -1183,7 +1183,7 @@ def _hull(sx, sy, n, hx, hy, buf_x, buf_y):  # pragma: no cover - jit
     return h
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _oriented_distance(x0, y0, x1, y1, px, py, orient):  # pragma: no cover - jit
     """GEOS LineSegment::distancePerpendicularOriented (abs for orient 0)."""
     if x0 == x1 and y0 == y1:
@@ -1200,7 +1200,7 @@ def _oriented_distance(x0, y0, x1, y1, px, py, orient):  # pragma: no cover - ji
     return dist
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _furthest(hx, hy, size, x0, y0, x1, y1, start, orient):  # pragma: no cover - jit
     """GEOS MinimumAreaRectangle::findFurthestVertex on the closed ring of ``size`` coords."""
     max_d = _oriented_distance(x0, y0, x1, y1, hx[start], hy[start], orient)
@@ -1227,7 +1227,7 @@ def _furthest(hx, hy, size, x0, y0, x1, y1, start, orient):  # pragma: no cover 
     return max_i
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _mrr_diagonal(hx, hy, h):  # pragma: no cover - jit
     """Diagonal of the minimum-area rectangle of a hull (movingpandas' ``mrr_diagonal``).
 
@@ -1314,7 +1314,7 @@ def _mrr_diagonal(hx, hy, h):  # pragma: no cover - jit
     return np.sqrt((p0x - p2x) ** 2 + (p0y - p2y) ** 2)
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _standard_line(a, b, c):  # pragma: no cover - jit
     """Two points on the line ``a x + b y = c`` (GEOS Rectangle::createLineForStandardEquation)."""
     if abs(b) > abs(a):
@@ -1322,7 +1322,7 @@ def _standard_line(a, b, c):  # pragma: no cover - jit
     return c / a, 0.0, c / a - b / a, 1.0
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _line_intersection(a1, b1, c1, a2, b2, c2):  # pragma: no cover - jit
     """Intersection of two lines in standard form, as GEOS computes it (CGAlgorithmsDD)."""
     p1x, p1y, p2x, p2y = _standard_line(a1, b1, c1)
@@ -1351,7 +1351,7 @@ def _line_intersection(a1, b1, c1, a2, b2, c2):  # pragma: no cover - jit
     return rxh + rxl, ryh + ryl
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _inside_hull(hx, hy, h, px, py):  # pragma: no cover - jit
     """True when the point lies inside or on the clockwise hull (h >= 3)."""
     for i in range(h):
@@ -1361,7 +1361,7 @@ def _inside_hull(hx, hy, h, px, py):  # pragma: no cover - jit
     return True
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _stops_kernel(t, x, y, offsets, max_diameter, min_duration):  # pragma: no cover - jit
     """movingpandas TrajectoryStopDetector._process_traj over every vehicle.
 
