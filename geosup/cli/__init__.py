@@ -107,5 +107,8 @@ def _register() -> None:
 
     main.add_command(map_cmd.map_)
 
+    from geosup.cli import imagery as imagery_cmd
+    main.add_command(imagery_cmd.imagery)
+
 
 _register()
