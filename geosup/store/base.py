@@ -233,12 +233,12 @@ class Store(ABC):
         ...     with store.run("farmland reconcile") as run:
         ...         run.write_alerts(alerts)
         """
-        started = pd.Timestamp.now(tz="UTC").floor("us")
+        started = pd.Timestamp.now(tz="UTC").floor("ms")
         run = Run(store=self, run_id=uuid.uuid4().hex, command=command, started_at=started)
         self._begin()
         try:
             yield run
-            ended = pd.Timestamp.now(tz="UTC").floor("us")
+            ended = pd.Timestamp.now(tz="UTC").floor("ms")
             self._insert_run({
                 "run_id": run.run_id, "command": command,
                 "params": json.dumps(dict(params or {}), sort_keys=True, default=str),
@@ -309,7 +309,7 @@ class Store(ABC):
             msg = "a review needs the reviewer's name (--by)"
             raise ValidationError(msg)
         at = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at).tz_convert("UTC")
-        at = at.floor("us")
+        at = at.floor("ms")
         self._begin()
         try:
             current = self._current_status(alert_id)

@@ -80,9 +80,15 @@ CREATE TABLE IF NOT EXISTS layers (
 
 
 def _iso(values: pd.Series) -> list[str | None]:
-    """UTC timestamps as GeoPackage DATETIME text (ISO 8601, microseconds, "Z")."""
+    """UTC timestamps as GeoPackage DATETIME text (ISO 8601 with 'Z').
+
+    Milliseconds, as the GeoPackage standard writes them (GDAL warns on anything else),
+    unless a value has sub-millisecond digits, which are then kept (microseconds).
+    """
     ts = pd.to_datetime(values, utc=True)
-    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    exact_ms = (ts.dt.microsecond % 1000 == 0) & (ts.dt.nanosecond == 0)
+    text = text.where(~exact_ms, text.str[:-3]) + "Z"
     return text.astype(object).where(ts.notna(), None).tolist()
 
 
