@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +9,15 @@ from typing import Any
 import click
 import pandas as pd
 
-from geosup.cli.options import progress, report_inputs, state, store_option
+from geosup.cli.options import (
+    parse_column_flags,
+    parse_threshold_flags,
+    progress,
+    report_inputs,
+    state,
+    store_option,
+    threshold_option,
+)
 from geosup.errors import ConfigError, GeometryRepairWarning
 
 __all__ = ["farmland", "parse_mappings", "parse_thresholds"]
@@ -26,49 +33,13 @@ def parse_mappings(items: Sequence[str]) -> dict[str, dict[str, str]]:
     """
     from geosup.farmland.reconcile import INPUTS
 
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        left, sep, column = item.partition("=")
-        name, dot, canonical = left.strip().partition(".")
-        if not sep or not dot or not canonical.strip() or not column.strip():
-            msg = (f"--map {item!r} is not INPUT.CANONICAL=COLUMN "
-                   "(e.g. --map declarations.declared_area=\"Area (mu)\")")
-            raise ConfigError(msg)
-        if name not in INPUTS:
-            msg = f"--map {item!r}: unknown input {name!r}; use one of: {', '.join(INPUTS)}"
-            raise ConfigError(msg)
-        out.setdefault(name, {})[canonical.strip()] = column.strip()
-    return out
-
-
-def _parse_value(text: str, default: Any, what: str) -> Any:
-    if isinstance(default, (list, tuple)):
-        return type(default)(v.strip() for v in text.split(",") if v.strip())
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
-            return str(value).lower() in ("true", "1", "yes")
-    elif isinstance(default, (int, float)):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(default, int) and float(value) != int(value):
-                msg = f"-o {what}={text}: needs a whole number"
-                raise ConfigError(msg)
-            return type(default)(value)
-    elif isinstance(default, str):
-        return str(value)
-    else:
-        return value
-    msg = f"-o {what}={text}: not a {type(default).__name__}"
-    raise ConfigError(msg)
+    flags = parse_column_flags(items, inputs=INPUTS,
+                               example="declarations.declared_area=Area (mu)")
+    return {name: {c: cols[-1] for c, cols in m.items()} for name, m in flags.items()}
 
 
 def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``-o rule.name=value`` flags as ``{rule code: {threshold: value}}``.
+    """``-t rule.name=value`` flags as ``{rule code: {threshold: value}}``.
 
     The rule may be given without its ``farmland.`` prefix. Values take the type of
     the threshold's default (a list threshold takes comma-separated values).
@@ -79,27 +50,7 @@ def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     {'farmland.over_declared': {'buffer_m': 2.0}, 'farmland.non_farmland': {'classes': \
 ('water', '林地')}}
     """
-    from geosup.farmland import rules as _rules  # noqa: F401 - registers the rules
-    from geosup.rules import REGISTRY
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        left, sep, text = item.partition("=")
-        code, dot, name = left.strip().rpartition(".")
-        if not sep or not dot or not code or not name:
-            msg = f"-o {item!r} is not RULE.THRESHOLD=VALUE (e.g. -o over_declared.buffer_m=2)"
-            raise ConfigError(msg)
-        if not code.startswith("farmland."):
-            code = f"farmland.{code}"
-        rule = REGISTRY.get(code)
-        defaults = rule.defaults()
-        if name not in defaults:
-            msg = (f"rule {code} has no threshold {name!r}; its thresholds: "
-                   f"{', '.join(defaults) or 'none'}")
-            raise ConfigError(msg)
-        out.setdefault(code, {})[name] = _parse_value(text.strip(), defaults[name],
-                                                      f"{code}.{name}")
-    return out
+    return parse_threshold_flags(items, domain="farmland")
 
 
 @click.group()
@@ -135,8 +86,7 @@ def farmland() -> None:
                    "(adds to [columns.<input>] of geosup.toml). Repeatable.")
 @click.option("--year", "years", multiple=True, type=int,
               help="Year under review (default: the years of the declarations). Repeatable.")
-@click.option("-o", "--threshold", "thresholds", multiple=True, metavar="RULE.NAME=VALUE",
-              help="Threshold override, e.g. -o over_declared.buffer_m=1.5. Repeatable.")
+@threshold_option("farmland")
 @click.option("--rule", "rules", multiple=True, metavar="CODE",
               help="Run only these rules (e.g. farmland.double_claim). Repeatable.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,

@@ -10,7 +10,6 @@ alert counts per rule and the unit-level summary go to stdout.
 from __future__ import annotations
 
 import copy
-import tomllib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,15 @@ from typing import Any
 import click
 import pandas as pd
 
-from geosup.cli.options import progress, report_inputs, state, store_option
+from geosup.cli.options import (
+    parse_column_flags,
+    parse_threshold_flags,
+    progress,
+    report_inputs,
+    state,
+    store_option,
+    threshold_option,
+)
 from geosup.config import Settings
 from geosup.errors import ConfigError, GeosupWarning
 
@@ -49,18 +56,7 @@ def parse_maps(items: Sequence[str], settings: Settings | None = None
     ...             "transactions.time=Time"])
     ({'transactions': {'card_id': 'Card Number ID'}}, {'transactions': {'time': ['Date', 'Time']}})
     """
-    given: dict[str, dict[str, list[str]]] = {}
-    for item in items:
-        key, sep, column = item.partition("=")
-        name, dot, canonical = key.strip().partition(".")
-        if not sep or not dot or not canonical or not column.strip():
-            msg = (f"--map {item!r} is not INPUT.COLUMN=Source column (e.g. "
-                   "--map \"transactions.card_id=Card Number ID\")")
-            raise ConfigError(msg)
-        if name not in _INPUTS:
-            msg = f"--map {item!r}: unknown input {name!r}; use one of: {', '.join(_INPUTS)}"
-            raise ConfigError(msg)
-        given.setdefault(name, {}).setdefault(canonical.strip(), []).append(column.strip())
+    given = parse_column_flags(items, inputs=_INPUTS)
     columns: dict[str, dict[str, str]] = {}
     combine: dict[str, dict[str, list[str]]] = {}
     for name in _INPUTS:
@@ -79,32 +75,6 @@ def parse_maps(items: Sequence[str], settings: Settings | None = None
     return columns, combine
 
 
-def _value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _coerce(value: Any, default: Any, what: str) -> Any:
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "false", "1", "0", "yes", "no"):
-                return str(value).lower() in ("true", "1", "yes")
-            raise ValueError(value)
-        if isinstance(default, int | float):
-            return type(default)(value)
-        if isinstance(default, list | tuple):
-            items = value if isinstance(value, list | tuple) else str(value).split(",")
-            return [str(v).strip() for v in items]
-        return str(value) if default is not None else value
-    except (TypeError, ValueError):
-        msg = f"--threshold {what}={value!r}: not a {type(default).__name__}"
-        raise ConfigError(msg) from None
-
-
 def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--threshold rule.name=value`` items as ``{rule: {name: value}}``, checked.
 
@@ -116,25 +86,7 @@ def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     >>> parse_thresholds(["fuel.away_from_station.radius_m=500"])
     {'fuel.away_from_station': {'radius_m': 500.0}}
     """
-    from geosup.rules import REGISTRY, load_builtin_rules
-
-    load_builtin_rules()
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        code, dot, name = key.strip().rpartition(".")
-        if not sep or not dot or not code or not name:
-            msg = (f"--threshold {item!r} is not RULE.NAME=VALUE (e.g. "
-                   "--threshold fuel.away_from_station.radius_m=500)")
-            raise ConfigError(msg)
-        rule = REGISTRY.get(code)
-        defaults = rule.defaults()
-        if name not in defaults:
-            msg = (f"rule {code} has no threshold {name!r}; its thresholds: "
-                   f"{', '.join(defaults) or 'none'}")
-            raise ConfigError(msg)
-        out.setdefault(code, {})[name] = _coerce(_value(text.strip()), defaults[name], key)
-    return out
+    return parse_threshold_flags(items, domain="fuel")
 
 
 def _settings_with(settings: Settings, thresholds: Mapping[str, Mapping[str, Any]],
@@ -207,8 +159,7 @@ def fuel() -> None:
               help="A calendar CSV (date, kind[, name]) overriding weekends and holidays.")
 @click.option("--rule", "rules", multiple=True, metavar="CODE",
               help="Run only these rules (fuel.* patterns allowed). Repeatable.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="RULE.NAME=VALUE",
-              help="Override a threshold, e.g. fuel.away_from_station.radius_m=500. Repeatable.")
+@threshold_option("fuel")
 @click.option("--period", nargs=2, default=None, metavar="START END",
               help="Audit only transactions in this period (local dates, inclusive).")
 def audit_command(fixes: str | None, transactions: str, stations: str | None, vehicles: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +11,16 @@ from typing import Any
 import click
 import pandas as pd
 
-from geosup.cli.options import overwrite_option, progress, report_inputs, state, store_option
+from geosup.cli.options import (
+    overwrite_option,
+    parse_column_flags,
+    parse_threshold_flags,
+    progress,
+    report_inputs,
+    state,
+    store_option,
+    threshold_option,
+)
 from geosup.errors import ConfigError
 
 __all__ = ["imagery", "parse_mappings", "parse_thresholds"]
@@ -28,45 +36,12 @@ def parse_mappings(items: Sequence[str]) -> dict[str, dict[str, str]]:
     """
     from imagery.compare import INPUTS
 
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        left, sep, column = item.partition("=")
-        name, dot, canonical = left.strip().partition(".")
-        if not sep or not dot or not canonical.strip() or not column.strip():
-            msg = (f"--map {item!r} is not INPUT.CANONICAL=COLUMN "
-                   "(e.g. --map claims.claimed_area_m2=\"面积\")")
-            raise ConfigError(msg)
-        if name not in INPUTS:
-            msg = f"--map {item!r}: unknown input {name!r}; use one of: {', '.join(INPUTS)}"
-            raise ConfigError(msg)
-        out.setdefault(name, {})[canonical.strip()] = column.strip()
-    return out
-
-
-def _parse_value(text: str, default: Any, what: str) -> Any:
-    if isinstance(default, list | tuple):
-        return type(default)(v.strip() for v in text.split(",") if v.strip())
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    if isinstance(default, bool):
-        if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
-            return str(value).lower() in ("true", "1", "yes")
-    elif isinstance(default, int | float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if isinstance(default, int) and float(value) != int(value):
-                msg = f"-o {what}={text}: needs a whole number"
-                raise ConfigError(msg)
-            return type(default)(value)
-    else:
-        return str(value)
-    msg = f"-o {what}={text}: not a {type(default).__name__}"
-    raise ConfigError(msg)
+    flags = parse_column_flags(items, inputs=INPUTS, example="claims.claimed_area_m2=面积")
+    return {name: {c: cols[-1] for c, cols in m.items()} for name, m in flags.items()}
 
 
 def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``-o rule.name=value`` flags as ``{rule code: {threshold: value}}``.
+    """``-t rule.name=value`` flags as ``{rule code: {threshold: value}}``.
 
     The rule may be given without its ``requisition.`` prefix; values take the type of the
     threshold's default (a list threshold takes comma-separated values).
@@ -76,27 +51,7 @@ def parse_thresholds(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     >>> parse_thresholds(["built_after_notice.min_changed_share=0.1"])
     {'requisition.built_after_notice': {'min_changed_share': 0.1}}
     """
-    from geosup.rules import REGISTRY
-    from imagery import rules as _rules  # noqa: F401 - registers the rules
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        left, sep, text = item.partition("=")
-        code, dot, name = left.strip().rpartition(".")
-        if not sep or not dot or not code or not name:
-            msg = (f"-o {item!r} is not RULE.THRESHOLD=VALUE "
-                   "(e.g. -o built_after_notice.min_changed_share=0.1)")
-            raise ConfigError(msg)
-        if not code.startswith("requisition."):
-            code = f"requisition.{code}"
-        defaults = REGISTRY.get(code).defaults()
-        if name not in defaults:
-            msg = (f"rule {code} has no threshold {name!r}; its thresholds: "
-                   f"{', '.join(defaults) or 'none'}")
-            raise ConfigError(msg)
-        out.setdefault(code, {})[name] = _parse_value(text.strip(), defaults[name],
-                                                      f"{code}.{name}")
-    return out
+    return parse_threshold_flags(items, domain="requisition")
 
 
 def _with_overrides(settings: Any, overrides: dict[str, dict[str, Any]]) -> Any:
@@ -181,8 +136,7 @@ def imagery() -> None:
 @click.option("--workdir", metavar="DIR", default="geosup-imagery", show_default=True,
               type=click.Path(file_okay=False),
               help="Folder of the aligned rasters and change indices.")
-@click.option("-o", "--threshold", "thresholds", multiple=True, metavar="RULE.NAME=VALUE",
-              help="Threshold override, e.g. -o built_after_notice.min_changed_share=0.1.")
+@threshold_option("requisition")
 @click.option("--rule", "rules", multiple=True, metavar="CODE",
               help="Run only these rules (e.g. requisition.built_after_notice). Repeatable.")
 def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -11,15 +12,20 @@ from typing import Any
 import click
 
 from geosup.config import Settings
+from geosup.errors import ConfigError
 
 __all__ = [
     "CliState",
     "alert_filter_options",
     "overwrite_option",
+    "parse_column_flags",
+    "parse_threshold_flags",
     "progress",
     "report_inputs",
     "state",
     "store_option",
+    "threshold_option",
+    "threshold_value",
 ]
 
 
@@ -95,3 +101,116 @@ def progress(length: int, *, label: str) -> Iterator[Callable[[int], None]]:
         return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+def parse_column_flags(items: Sequence[str], *, inputs: Sequence[str],
+                       example: str = "transactions.card_id=Card Number ID"
+                       ) -> dict[str, dict[str, list[str]]]:
+    """``--map INPUT.CANONICAL=Source column`` flags as ``{input: {canonical: [columns]}}``.
+
+    Mapping one canonical column twice lists both source columns (a reader may join
+    them, e.g. a date and a time column).
+
+    Examples
+    --------
+    >>> parse_column_flags(["fixes.vehicle_id=Vehicle ID", "fixes.time=Date", "fixes.time=Time"],
+    ...                    inputs=("fixes",))
+    {'fixes': {'vehicle_id': ['Vehicle ID'], 'time': ['Date', 'Time']}}
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        left, sep, column = item.partition("=")
+        name, dot, canonical = left.strip().partition(".")
+        if not sep or not dot or not canonical.strip() or not column.strip():
+            msg = f"--map {item!r} is not INPUT.CANONICAL=COLUMN (e.g. --map \"{example}\")"
+            raise ConfigError(msg)
+        if name not in inputs:
+            msg = f"--map {item!r}: unknown input {name!r}; use one of: {', '.join(inputs)}"
+            raise ConfigError(msg)
+        out.setdefault(name, {}).setdefault(canonical.strip(), []).append(column.strip())
+    return out
+
+
+def threshold_value(text: str, default: Any, what: str) -> Any:
+    """A threshold given as text, converted to the type of its default.
+
+    The text is read as a TOML value when it parses (``500``, ``true``, ``"08:30"``),
+    else as plain text; a list threshold takes comma-separated values.
+
+    Examples
+    --------
+    >>> threshold_value("500", 300.0, "r.x"), threshold_value("a, b", ("x",), "r.y")
+    (500.0, ('a', 'b'))
+    """
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
+            return str(value).lower() in ("true", "1", "yes")
+    elif isinstance(default, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(default, int) and float(value) != int(value):
+                msg = f"--threshold {what}={text}: needs a whole number"
+                raise ConfigError(msg)
+            return type(default)(value)
+    elif isinstance(default, list | tuple):
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        return type(default)(str(v).strip() for v in items if str(v).strip())
+    elif default is None or isinstance(default, str):
+        return value if default is None else str(value)
+    else:
+        return value
+    msg = f"--threshold {what}={text}: not a {type(default).__name__}"
+    raise ConfigError(msg)
+
+
+def parse_threshold_flags(items: Sequence[str], *, domain: str | None = None
+                          ) -> dict[str, dict[str, Any]]:
+    """``--threshold RULE.NAME=VALUE`` flags as ``{rule code: {threshold: value}}``, checked.
+
+    With ``domain``, a rule may be named without its ``<domain>.`` prefix. The rule and
+    the threshold must exist; the value takes the type of the threshold's default.
+
+    Examples
+    --------
+    >>> parse_threshold_flags(["over_declared.buffer_m=2"], domain="farmland")
+    {'farmland.over_declared': {'buffer_m': 2.0}}
+    """
+    from geosup.rules import REGISTRY, load_builtin_rules
+
+    load_builtin_rules()
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        left, sep, text = item.partition("=")
+        code, dot, name = left.strip().rpartition(".")
+        if not sep or not dot or not code or not name:
+            msg = (f"--threshold {item!r} is not RULE.NAME=VALUE "
+                   "(e.g. --threshold fuel.away_from_station.radius_m=500)")
+            raise ConfigError(msg)
+        if domain and not code.startswith(f"{domain}."):
+            code = f"{domain}.{code}"
+        defaults = REGISTRY.get(code).defaults()
+        if name not in defaults:
+            msg = (f"rule {code} has no threshold {name!r}; its thresholds: "
+                   f"{', '.join(defaults) or 'none'}")
+            raise ConfigError(msg)
+        out.setdefault(code, {})[name] = threshold_value(text.strip(), defaults[name],
+                                                         f"{code}.{name}")
+    return out
+
+
+def threshold_option(domain: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``-t/--threshold RULE.NAME=VALUE`` option (repeatable) of a check command."""
+    return click.option(
+        "-t", "--threshold", "thresholds", multiple=True, metavar="RULE.NAME=VALUE",
+        help=f"Override a threshold, e.g. {_EXAMPLES.get(domain, 'RULE.NAME=VALUE')} "
+             f"(the '{domain}.' prefix may be left out). Repeatable.")
+
+
+_EXAMPLES = {"fuel": "away_from_station.radius_m=500",
+             "farmland": "over_declared.buffer_m=2",
+             "requisition": "built_after_notice.min_changed_share=0.1"}

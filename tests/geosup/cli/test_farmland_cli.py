@@ -179,13 +179,13 @@ def test_undeclared_unit_is_an_error(runner, shared_data, tmp_path):
 def test_bad_options_are_one_line(runner, shared_data, tmp_path):
     csv = _write_declarations(shared_data, tmp_path)
     store = str(tmp_path / "s.gpkg")
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-o",
+    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "over_declared.nope=1")))
     assert "no threshold 'nope'" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-o",
+    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "over_declared.buffer_m=wide")))
     assert "buffer_m" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-o",
+    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "no_such_rule.x=1")))
     assert "unknown rule" in line
     line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "--map",
@@ -199,8 +199,8 @@ def test_bad_options_are_one_line(runner, shared_data, tmp_path):
 def test_thresholds_years_and_rules(runner, shared_data, tmp_path):
     csv = _write_declarations(shared_data, tmp_path)
     store = str(tmp_path / "s.gpkg")
-    res = runner.invoke(main, _args(shared_data, csv, store, "-o",
-                                    "farmland.over_declared.cap_m2=1e7", "-o",
+    res = runner.invoke(main, _args(shared_data, csv, store, "-t",
+                                    "farmland.over_declared.cap_m2=1e7", "-t",
                                     "over_declared.buffer_m=1000"))
     assert res.exit_code == 0, res.output
     with open_store(store) as st:

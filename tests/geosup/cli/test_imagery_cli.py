@@ -84,7 +84,7 @@ def test_rerun_updates_and_options(runner, files, tmp_path):
     store = str(tmp_path / "s.gpkg")
     assert runner.invoke(main, _args(files, store, tmp_path)).exit_code == 0
     res = runner.invoke(main, _args(files, store, tmp_path, "--rule", "built_after_notice",
-                                    "-o", "built_after_notice.min_changed_share=0.9"))
+                                    "-t", "built_after_notice.min_changed_share=0.9"))
     assert res.exit_code == 0, res.output
     assert "0 alert(s)" in res.stdout
     res = runner.invoke(main, ["-q", *_args(files, store, tmp_path)])
@@ -185,7 +185,7 @@ def test_bad_input_is_one_line(runner, tmp_path):
     args[args.index(claims)] = str(tmp_path / "noitem.gpkg")
     assert "item" in _one_line_error(runner.invoke(main, args))
     line = _one_line_error(runner.invoke(main, [*base, "--before", b4, "--after", ok,
-                                                "-o", "built_after_notice.nope=1"]))
+                                                "-t", "built_after_notice.nope=1"]))
     assert "no threshold 'nope'" in line
     with open_store(store) as st:  # nothing was written by the failed runs
         assert st.runs().empty and st.alerts().empty
