@@ -57,14 +57,16 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import logging
 import os
 import queue
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -89,7 +91,7 @@ from geosup.io import ReadResult, RejectsLedger
 from geosup.rules import REGISTRY, Rule, resolve_thresholds
 from trajectories import motion
 from trajectories.calendar import WorkCalendar
-from trajectories.fixes import clean_fixes
+from trajectories.fixes import _clean_partition, _FixArrays, _kept_frame
 from trajectories.rules import (
     FUEL_RULES,
     HIT_COLUMNS,
@@ -329,10 +331,12 @@ def read_fixes_partitions(
     """Stream fixes from a (GeoParquet) dataset partitioned by vehicle and month.
 
     Partition files are read in path order (``month=…/vehicle_id=…`` or
-    ``vehicle_id=…/month=…`` directories sort each vehicle's months in time order) and
+    ``vehicle_id=…/month=…`` directories sort each vehicle's months in time order; two files
+    are decoded at a time, a few dozen at most ahead, and handed over in that order) and
     yielded in batches of whole files holding at most about ``max_fixes`` fixes, so memory is
-    bounded by a batch. Point geometry stored as GeoArrow (``geometry_encoding="geoarrow"``)
-    or WKB is read as ``lon, lat``; plain ``lon``/``lat`` columns are used as they are.
+    bounded by a batch. Vehicle ids come as a categorical column (codes, no per-fix
+    strings). Point geometry stored as GeoArrow (``geometry_encoding="geoarrow"``) or WKB is
+    read as ``lon, lat``; plain ``lon``/``lat`` columns are used as they are.
 
     Parameters
     ----------
@@ -402,9 +406,6 @@ def _prefetched(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 def _read_batches(root: Path, *, max_fixes: int, columns: Mapping[str, str] | None
                   ) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if root.is_file():
         files = [root]
     elif root.is_dir():
@@ -420,56 +421,10 @@ def _read_batches(root: Path, *, max_fixes: int, columns: Mapping[str, str] | No
     row = 0
     batch: list[dict[str, Any]] = []
     size = 0
-    for file in files:
-        pf = pq.ParquetFile(file)
-        names = pf.schema_arrow.names
-        wanted = [c for c in (mapping["vehicle_id"], mapping["time"], mapping["lon"],
-                              mapping["lat"], "geometry", "_row") if c in names]
-        table = pf.read(columns=wanted)
-        n = table.num_rows
-        data: dict[str, Any] = {}
-        if mapping["vehicle_id"] in names:
-            data["vehicle_id"] = np.asarray(table.column(mapping["vehicle_id"]).to_numpy(
-                zero_copy_only=False), dtype=object)
-        else:
-            hive = {k: v for part in file.resolve().parent.parts
-                    for k, _, v in [part.partition("=")] if "=" in part}
-            if "vehicle_id" not in hive:
-                msg = f"{file}: no vehicle_id column and no vehicle_id=… partition directory"
-                raise SchemaError(msg)
-            data["vehicle_id"] = hive["vehicle_id"]  # one id for the file
-        if mapping["time"] not in names:
-            msg = f"{file}: no {mapping['time']!r} column"
-            raise SchemaError(msg)
-        tcol = table.column(mapping["time"])
-        ttype = tcol.type
-        if pa.types.is_timestamp(ttype):
-            unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[ttype.unit]
-            ns = tcol.cast(pa.int64()).to_numpy(zero_copy_only=False) * unit_ns
-            if ttype.tz is None:
-                logger.debug("%s: naive times read as UTC", file)
-            data["time"] = ns
-        else:
-            data["time"] = pd.DatetimeIndex(pd.to_datetime(tcol.to_pandas(), utc=True)).as_unit(
-                "ns").asi8
-        if mapping["lon"] in names and mapping["lat"] in names:
-            data["lon"] = table.column(mapping["lon"]).to_numpy(zero_copy_only=False)
-            data["lat"] = table.column(mapping["lat"]).to_numpy(zero_copy_only=False)
-        elif "geometry" in names:
-            geom = table.column("geometry").combine_chunks()
-            if pa.types.is_struct(geom.type):  # GeoArrow point
-                data["lon"] = geom.field(0).to_numpy(zero_copy_only=False)
-                data["lat"] = geom.field(1).to_numpy(zero_copy_only=False)
-            else:
-                pts = shapely.from_wkb(geom.to_numpy(zero_copy_only=False))
-                data["lon"] = shapely.get_x(pts)
-                data["lat"] = shapely.get_y(pts)
-        else:
-            msg = f"{file}: no lon/lat columns and no geometry column"
-            raise SchemaError(msg)
-        data["_row"] = (table.column("_row").to_numpy(zero_copy_only=False) if "_row" in names
-                        else np.arange(row + 1, row + n + 1, dtype=np.int64))
-        data["n"] = n
+    for data in _read_files(files, mapping):
+        n = data["n"]
+        if data["_row"] is None:
+            data["_row"] = np.arange(row + 1, row + n + 1, dtype=np.int64)
         row += n
         batch.append(data)
         size += n
@@ -478,6 +433,94 @@ def _read_batches(root: Path, *, max_fixes: int, columns: Mapping[str, str] | No
             batch, size = [], 0
     if batch:
         yield _batch_frame(batch)
+
+
+_READ_THREADS = 2
+_READ_AHEAD = 32  # files in flight at most
+
+
+def _read_files(files: Sequence[Path], mapping: Mapping[str, str]
+                ) -> Iterator[dict[str, Any]]:
+    """:func:`_read_file` of every file, in order, ``_READ_THREADS`` files at a time (Parquet
+    decoding releases the GIL) with at most ``_READ_AHEAD`` files read ahead."""
+    if len(files) < 2:
+        for file in files:
+            yield _read_file(file, mapping)
+        return
+    with ThreadPoolExecutor(max_workers=_READ_THREADS,
+                            thread_name_prefix="read_fixes_file") as pool:
+        pending: collections.deque[Future[dict[str, Any]]] = collections.deque()
+        todo = iter(files)
+        try:
+            for file in itertools.islice(todo, _READ_AHEAD):
+                pending.append(pool.submit(_read_file, file, mapping))
+            while pending:
+                data = pending.popleft().result()
+                for file in itertools.islice(todo, 1):
+                    pending.append(pool.submit(_read_file, file, mapping))
+                yield data
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _read_file(file: Path, mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The columns of one Parquet file as arrays (``_row`` None when the file has none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(file)
+    names = pf.schema_arrow.names
+    wanted = [c for c in (mapping["vehicle_id"], mapping["time"], mapping["lon"],
+                          mapping["lat"], "geometry", "_row") if c in names]
+    table = pf.read(columns=wanted, use_threads=False)  # files are read in parallel instead
+    n = table.num_rows
+    data: dict[str, Any] = {}
+    if mapping["vehicle_id"] in names:
+        data["vehicle_id"] = np.asarray(table.column(mapping["vehicle_id"]).to_numpy(
+            zero_copy_only=False), dtype=object)
+    else:
+        hive = {k: v for part in file.resolve().parent.parts
+                for k, _, v in [part.partition("=")] if "=" in part}
+        if "vehicle_id" not in hive:
+            msg = f"{file}: no vehicle_id column and no vehicle_id=… partition directory"
+            raise SchemaError(msg)
+        data["vehicle_id"] = hive["vehicle_id"]  # one id for the file
+    if mapping["time"] not in names:
+        msg = f"{file}: no {mapping['time']!r} column"
+        raise SchemaError(msg)
+    tcol = table.column(mapping["time"])
+    ttype = tcol.type
+    if pa.types.is_timestamp(ttype):
+        unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[ttype.unit]
+        ns = tcol.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        if unit_ns != 1:
+            ns = ns * unit_ns
+        if ttype.tz is None:
+            logger.debug("%s: naive times read as UTC", file)
+        data["time"] = ns
+    else:
+        data["time"] = pd.DatetimeIndex(pd.to_datetime(tcol.to_pandas(), utc=True)).as_unit(
+            "ns").asi8
+    if mapping["lon"] in names and mapping["lat"] in names:
+        data["lon"] = table.column(mapping["lon"]).to_numpy(zero_copy_only=False)
+        data["lat"] = table.column(mapping["lat"]).to_numpy(zero_copy_only=False)
+    elif "geometry" in names:
+        geom = table.column("geometry").combine_chunks()
+        if pa.types.is_struct(geom.type):  # GeoArrow point
+            data["lon"] = geom.field(0).to_numpy(zero_copy_only=False)
+            data["lat"] = geom.field(1).to_numpy(zero_copy_only=False)
+        else:
+            pts = shapely.from_wkb(geom.to_numpy(zero_copy_only=False))
+            data["lon"] = shapely.get_x(pts)
+            data["lat"] = shapely.get_y(pts)
+    else:
+        msg = f"{file}: no lon/lat columns and no geometry column"
+        raise SchemaError(msg)
+    data["_row"] = (table.column("_row").to_numpy(zero_copy_only=False) if "_row" in names
+                    else None)
+    data["n"] = n
+    return data
 
 
 def _batch_frame(batch: list[dict[str, Any]]) -> pd.DataFrame:
@@ -604,7 +647,7 @@ class _Motion:
         self.fixes_used += len(fixes)
         codes, labels = _vehicle_codes(fixes["vehicle_id"])
         t = fixes["t"].to_numpy(dtype=np.int64)
-        present = np.unique(codes[codes >= 0])
+        present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
         names = np.asarray(labels, dtype=object)[present]
         first = np.full(len(labels), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first, codes[codes >= 0], t[codes >= 0])
@@ -908,10 +951,12 @@ def _fast_track(codes: np.ndarray, labels: pd.Index, t: np.ndarray, lon: np.ndar
     """
     n = t.shape[0]
     names = np.asarray(labels, dtype=object)
-    used = np.unique(codes) if n else np.empty(0, dtype=np.int64)
-    if n and used[0] < 0:
+    if n and codes.min() < 0:
         msg = "fixes without a vehicle id reached the track; clean them first"
         raise ValidationError(msg)
+    # the codes present, ascending (a count per label: O(n), no hashing)
+    used = (np.flatnonzero(np.bincount(codes, minlength=len(names))) if n
+            else np.empty(0, dtype=np.int64))
     rank = np.argsort(names[used].astype(str), kind="stable")
     vehicle_ids = names[used][rank].astype(str).astype(object)
     remap = np.full(len(names), -1, dtype=np.int64)
@@ -1037,51 +1082,47 @@ def _month_edges(times: pd.Series, extra: Sequence[pd.Timestamp], tz: str
 # ---------------------------------------------------------------------------------------------
 
 
-def _fix_frame(frame: pd.DataFrame, running: int) -> pd.DataFrame:
-    """vehicle_id (text), t (ns), lon, lat, fix_id, _row from a fixes frame."""
-    if "lon" in frame.columns and "lat" in frame.columns:
-        lon = pd.to_numeric(frame["lon"], errors="coerce").to_numpy(dtype="float64")
-        lat = pd.to_numeric(frame["lat"], errors="coerce").to_numpy(dtype="float64")
-    elif isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame.columns:
-        geo = frame.geometry
-        if geo.crs is not None and not geo.crs.equals(_WGS84, ignore_axis_order=True):
-            geo = geo.to_crs(_WGS84)
-        is_pt = (shapely.get_type_id(geo.to_numpy()) == 0)
-        lon = np.where(is_pt, shapely.get_x(geo.to_numpy()), np.nan)
-        lat = np.where(is_pt, shapely.get_y(geo.to_numpy()), np.nan)
+def _kept_fixes(raw: pd.DataFrame, arrays: _FixArrays, perm: np.ndarray) -> pd.DataFrame:
+    """The kept fixes of ``raw`` (``vehicle_id, t, lon, lat, fix_id, _row``) for
+    :meth:`_Motion.feed`, straight from the cleaning arrays (no frame of kept rows, no per-fix
+    id strings): the ids as a categorical whose labels are the text ids (stripped; blank =
+    missing, as :func:`_vehicle_codes`), ``fix_id`` from a ``fix_id`` column, else ``_row``."""
+    n = arrays.t.shape[0]
+    # strictly rising and n long: the identity (nothing dropped, already in order), no copies
+    identity = perm.shape[0] == n and bool((perm[1:] > perm[:-1]).all())
+
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if identity else values[perm]
+
+    text = _ids(pd.Series(arrays.labels, dtype=object))
+    lcodes, labels = pd.factorize(text.to_numpy(dtype=object), use_na_sentinel=True)
+    kept_codes = take(arrays.codes)
+    lcodes = np.asarray(lcodes, dtype=np.int64)
+    if not len(labels) or np.array_equal(lcodes, np.arange(lcodes.shape[0])):
+        codes = kept_codes  # every label stands as it is: the codes too
     else:
-        msg = ("the fixes need lon and lat columns or point geometry; columns are: "
-               f"{', '.join(map(str, frame.columns))}")
-        raise SchemaError(msg)
-    for col in ("vehicle_id", "time"):
-        if col not in frame.columns:
-            msg = f"the fixes lack the column {col!r}; columns are: {', '.join(frame.columns)}"
-            raise SchemaError(msg)
-    n = len(frame)
-    if "fix_id" in frame.columns:
-        fix_id = pd.to_numeric(frame["fix_id"], errors="coerce").fillna(-1).to_numpy(np.int64)
-    elif "_row" in frame.columns:
-        fix_id = frame["_row"].to_numpy(dtype=np.int64)
+        codes = np.where(kept_codes >= 0, lcodes[np.maximum(kept_codes, 0)], -1)
+    rows = take(arrays.rows)
+    if "fix_id" in raw.columns:
+        fix_id = take(pd.to_numeric(raw["fix_id"], errors="coerce").fillna(-1).to_numpy(
+            np.int64))
     else:
-        fix_id = np.arange(running + 1, running + n + 1, dtype=np.int64)
-    times = frame["time"]
-    if isinstance(times.dtype, pd.DatetimeTZDtype):
-        t = pd.DatetimeIndex(times).tz_convert("UTC").as_unit("ns").asi8.copy()
-    else:
-        t = pd.DatetimeIndex(pd.to_datetime(times, utc=True, errors="coerce")).as_unit(
-            "ns").asi8.copy()
-    codes, labels = _vehicle_codes(frame["vehicle_id"])
-    out = pd.DataFrame({"vehicle_id": pd.Categorical.from_codes(codes, categories=labels),
-                        "t": t, "lon": lon, "lat": lat, "fix_id": fix_id,
-                        "_row": frame["_row"].to_numpy(dtype=np.int64) if "_row" in frame.columns
-                        else fix_id})
-    return out
+        fix_id = rows
+    names = pd.Index(pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy(
+        dtype=object))
+    return pd.DataFrame({"vehicle_id": pd.Categorical.from_codes(codes, categories=names),
+                         "t": take(arrays.t), "lon": take(arrays.lon),
+                         "lat": take(arrays.lat), "fix_id": fix_id, "_row": rows}, copy=False)
 
 
 def _vehicle_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes (-1 missing) and text labels of vehicle ids; one hash pass at most."""
     series = pd.Series(values).reset_index(drop=True)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # the codes as they are (no hashing)
+        codes = np.asarray(series.array.codes, dtype=np.int64)
+        uniques = np.asarray(series.array.categories, dtype=object)
+    else:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
     labels = _ids(pd.Series(np.asarray(uniques, dtype=object)))
     if labels.isna().any() or labels.duplicated().any():  # "7" and 7.0, or blank ids
         codes2, labels2 = pd.factorize(labels.to_numpy(dtype=object), use_na_sentinel=True)
@@ -1090,9 +1131,15 @@ def _vehicle_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(labels.astype(str).to_numpy(dtype=object))
 
 
-def _reject_fixes(books: _Books, inp: _Input, kept: pd.DataFrame, part: pd.DataFrame,
-                  vehicles: set[str] | None, last_t: dict[str, int]) -> np.ndarray:
-    """Join rejects of clean fixes: unknown vehicles, fixes before a previous partition's."""
+def _reject_fixes(books: _Books, inp: _Input, kept_of: Callable[[], pd.DataFrame],
+                  part: pd.DataFrame, vehicles: set[str] | None,
+                  last_t: dict[str, int]) -> np.ndarray:
+    """Join rejects of clean fixes: unknown vehicles, fixes before a previous partition's.
+
+    ``kept_of`` builds the kept fixes as :func:`~trajectories.fixes.clean_fixes` returns them
+    (the rows the ledger records), only when a fix is rejected here.
+    """
+    kept: pd.DataFrame | None = None
     cat = part["vehicle_id"].array
     codes = np.asarray(cat.codes, dtype=np.int64)
     labels = np.asarray(cat.categories, dtype=object)
@@ -1100,20 +1147,26 @@ def _reject_fixes(books: _Books, inp: _Input, kept: pd.DataFrame, part: pd.DataF
     bad = np.zeros(len(part), dtype=bool)
     if vehicles is not None and len(labels):
         known = np.array([lab in vehicles for lab in labels], dtype=bool)  # per vehicle
-        unknown = (codes >= 0) & ~known[np.maximum(codes, 0)]
+        unknown = ((codes >= 0) & ~known[np.maximum(codes, 0)] if not known.all()
+                   else np.zeros(len(part), dtype=bool))
         if unknown.any():
             why = np.full(len(part), None, dtype=object)
             why[unknown] = ("vehicle '" + labels[codes[unknown]].astype(str)
                             + "' is not in the vehicle table")
+            kept = kept_of()
             books.reject(inp, kept, unknown, why, "vehicle_id")
             bad |= unknown
     if last_t and len(labels):
         prev_l = np.array([last_t.get(str(lab), _NAT) for lab in labels], dtype=np.int64)
+        if (prev_l == _NAT).all():  # no vehicle seen in an earlier partition
+            return ~bad
         prev = prev_l[np.maximum(codes, 0)]
         early = ~bad & (codes >= 0) & (prev != _NAT) & (t <= prev)
-        books.reject(inp, kept, early, "out of order: earlier than this vehicle's fixes in a "
-                     "previous partition (each vehicle's partitions must come in time order)",
-                     "vehicle_id")
+        if early.any():
+            books.reject(inp, kept if kept is not None else kept_of(), early,
+                         "out of order: earlier than this vehicle's fixes in a previous "
+                         "partition (each vehicle's partitions must come in time order)",
+                         "vehicle_id")
         bad |= early
     return ~bad
 
@@ -1460,22 +1513,28 @@ def audit(
                 if "_row" not in raw.columns:
                     raw = raw.assign(_row=np.arange(running + 1, running + len(raw) + 1))
                 running += len(raw)
-                cleaned = clean_fixes(raw, max_speed_kmh=max_speed_kmh, max_gap=max_gap,
-                                      source=inp.source, order=fixes_order,
-                                      ledger=books.ledger)
+                arrays, cleaned = _clean_partition(raw, max_speed_kmh=max_speed_kmh,
+                                                   max_gap=max_gap, source=inp.source,
+                                                   order=fixes_order, ledger=books.ledger)
                 books.rejected["fixes"] += cleaned.counts["rows_rejected"]
-                kept = cleaned.frame.reset_index(drop=True)
-                frame = _fix_frame(kept, running)
-                ok = _reject_fixes(books, inp, kept, frame, known_vehicles,
-                                   last_seen if streaming else {})
-                frame = frame.loc[ok]
+                frame = _kept_fixes(raw, arrays, cleaned.perm)
+                ok = _reject_fixes(books, inp,
+                                   functools.partial(_kept_frame, raw, arrays, cleaned.perm),
+                                   frame, known_vehicles, last_seen if streaming else {})
+                if not ok.all():
+                    frame = frame.loc[ok].reset_index(drop=True)
                 if len(frame):
-                    lt = frame.groupby("vehicle_id", sort=False, observed=True)["t"].max()
-                    last_seen.update({str(k): int(v) for k, v in lt.items()})
+                    codes = np.asarray(frame["vehicle_id"].array.codes, dtype=np.int64)
+                    names = np.asarray(frame["vehicle_id"].array.categories, dtype=object)
+                    latest = np.full(len(names), _NAT, dtype=np.int64)
+                    has = codes >= 0
+                    np.maximum.at(latest, codes[has], frame["t"].to_numpy(dtype=np.int64)[has])
+                    seen = np.flatnonzero(latest != _NAT)  # one entry per vehicle
+                    last_seen.update({str(names[j]): int(latest[j]) for j in seen})
                 mo.feed(frame[["vehicle_id", "t", "lon", "lat", "fix_id"]])
                 if progress is not None:
                     progress(i + 1, total)
-                del raw, kept, frame, cleaned
+                del raw, arrays, cleaned, frame
         mo.finish()
         for name, values in mo.evidence_columns().items():
             ev[name] = values

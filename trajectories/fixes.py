@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import geopandas as gpd
 import numba
@@ -139,6 +139,8 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
         anchor = lo
         # a leading outlier: too fast to the next fix, while the next two agree
         while anchor + 2 < hi:
+            if _surely_within(t, lon, lat, anchor, anchor + 1, max_speed):
+                break  # v01 <= max_speed
             v01 = _speed(t, lon, lat, anchor, anchor + 1)
             if v01 <= max_speed or _speed(t, lon, lat, anchor + 1, anchor + 2) > max_speed:
                 break
@@ -147,6 +149,9 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
             speed[anchor] = v01
             anchor += 1
         for i in range(anchor + 1, hi):
+            if _surely_within(t, lon, lat, anchor, i, max_speed):
+                anchor = i
+                continue
             v = _speed(t, lon, lat, anchor, i)
             if v > max_speed:
                 rejected[i] = True
@@ -155,6 +160,45 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
             else:
                 anchor = i
     return rejected, ref, speed
+
+
+@numba.njit(cache=True)
+def _clean_and_ordered(codes, t, lon, lat):  # pragma: no cover - jit
+    """True when no row has a reason of steps 1-2 (an id, a time, a finite in-range position
+    other than (0, 0)) and the rows are sorted by vehicle code then strictly rising time, so
+    steps 3-5 find nothing and the time order is the row order (one pass, no temporaries)."""
+    for i in range(t.shape[0]):
+        x = lon[i]
+        y = lat[i]
+        if codes[i] < 0 or t[i] == _NAT or not (np.isfinite(x) and np.isfinite(y)):
+            return False
+        if abs(y) > 90.0 or abs(x) > 180.0 or (x == 0.0 and y == 0.0):
+            return False
+        if i and not (codes[i] > codes[i - 1] or (codes[i] == codes[i - 1]
+                                                  and t[i] > t[i - 1])):
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _surely_within(t, lon, lat, i, j, max_speed):  # pragma: no cover - jit
+    """True when the speed from fix i to j is certainly at most ``max_speed`` (m/s), from a
+    cheap upper bound of the haversine distance; False means "compute it" (:func:`_speed`).
+
+    With ``a = sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2) <= (Δφ² + Δλ²) / 4 = x²`` and
+    ``asin(x) <= x (1 + x²/5)`` for ``x <= 0.1``, ``d <= 2 R x (1 + x²/5)``; a relative margin
+    of 1e-9 covers rounding, so the decision is the one :func:`_speed` would give.
+    """
+    dt = abs(t[j] - t[i]) / 1e9
+    if dt == 0.0:
+        return False
+    dlat = lat[j] - lat[i]
+    dlon = lon[j] - lon[i]
+    x2 = 0.25 * (dlat * dlat + dlon * dlon)
+    if x2 > 0.01:
+        return False
+    bound = 2.0 * 6371008.8 * np.sqrt(x2) * (1.0 + x2 / 5.0) * (1.0 + 1e-9)
+    return bound <= max_speed * dt * (1.0 - 1e-9)
 
 
 @numba.njit(cache=True)
@@ -269,54 +313,136 @@ def clean_fixes(
     ConfigError
         A bad option.
     """
-    if order not in ("file", "time"):
-        msg = f"order must be 'file' or 'time', not {order!r}"
-        raise ConfigError(msg)
-    if not np.isfinite(max_speed_kmh) or max_speed_kmh <= 0:
-        msg = f"max_speed_kmh must be a positive number, got {max_speed_kmh!r}"
-        raise ConfigError(msg)
-    gap_ns = int(pd.Timedelta(max_gap).value)
-    if gap_ns < 0:
-        msg = f"max_gap must be a non-negative duration, got {max_gap!r}"
-        raise ConfigError(msg)
-    for col in ("vehicle_id", "time"):
-        if col not in frame.columns:
-            msg = (f"the fixes have no column {col!r}; columns are: "
-                   f"{', '.join(map(str, frame.columns))}")
-            raise SchemaError(msg)
+    gap_ns = _check_options(frame, order=order, max_speed_kmh=max_speed_kmh, max_gap=max_gap)
     frame = frame.reset_index(drop=True)
+    arrays = _fix_arrays(frame)
+    cleaned = _clean_arrays(arrays, max_speed_kmh=max_speed_kmh, order=order)
+    rej_ledger = RejectsLedger()
+    _add_rejects(rej_ledger, frame, arrays, cleaned, source)
+    if ledger is not None:
+        ledger.extend(rej_ledger)
+    kept = _kept_frame(frame, arrays, cleaned.perm)
+    gaps = _gaps(arrays.labels, arrays.codes[cleaned.perm], arrays.t[cleaned.perm], gap_ns)
+    result = CleanResult(frame=kept, rejects=rej_ledger.frame(), gaps=gaps,
+                         counts=cleaned.counts, reasons=cleaned.reasons)
+    logger.info("%s: %s", source, result.summary())
+    return result
+
+
+@dataclass
+class _FixArrays:
+    """The columns :func:`clean_fixes` works on, as numpy arrays (one entry per input row).
+
+    ``codes`` index ``labels``, the distinct vehicle ids as text sorted as text (``-1``: no
+    id), so no per-fix string is ever built.
+    """
+
+    rows: np.ndarray  # int64, the 1-based source row numbers
+    t: np.ndarray  # int64 ns UTC, _NAT when missing
+    lon: np.ndarray  # float64, NaN when missing
+    lat: np.ndarray
+    codes: np.ndarray  # int64
+    labels: np.ndarray  # object array of str
+
+
+@dataclass
+class _Cleaned:
+    """What :func:`_clean_arrays` decided: the kept rows in order and a reason per reject."""
+
+    perm: np.ndarray  # kept row indices, sorted by vehicle then time
+    rejected: np.ndarray  # rejected row indices, ascending
+    reason: np.ndarray  # object array of str, aligned with ``rejected``
+    counts: dict[str, int]
+    reasons: dict[str, int]
+
+
+_KINDS = ("missing", "coordinates", "duplicate", "same_time", "out_of_order", "jump")
+
+
+def _vehicle_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Vehicle ids as codes into their distinct text labels sorted as text (``-1``: missing).
+
+    The same ids and order as ``pd.factorize(_id_strings(values), sort=True)`` with one
+    Python call per distinct id: a categorical column (as
+    :func:`trajectories.audit.read_fixes_partitions` yields) costs nothing per fix.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        raw = np.asarray(values.array.codes, dtype=np.int64)
+        uniques = np.asarray(values.array.categories, dtype=object)
+    else:
+        raw, uniques = pd.factorize(values, use_na_sentinel=True)
+        raw = np.asarray(raw, dtype=np.int64)
+        uniques = np.asarray(uniques, dtype=object)
+    text = _id_strings(pd.Series(uniques, dtype=object))
+    lcodes, labels = pd.factorize(pd.Series(text, dtype=object), sort=True,
+                                  use_na_sentinel=True)
+    lcodes = np.asarray(lcodes, dtype=np.int64)
+    if lcodes.shape[0] and not (np.array_equal(lcodes, np.arange(lcodes.shape[0]))):
+        codes = np.where(raw >= 0, lcodes[np.maximum(raw, 0)], -1)
+    else:  # labels already distinct and sorted: the codes stand
+        codes = raw
+    return codes, np.asarray(labels, dtype=object)
+
+
+def _fix_arrays(frame: pd.DataFrame) -> _FixArrays:
+    """The arrays of a fixes frame (index 0..n-1; columns checked by the caller)."""
     n = len(frame)
     rows = (frame[ROW_COLUMN].to_numpy(dtype=np.int64) if ROW_COLUMN in frame.columns
             else np.arange(1, n + 1, dtype=np.int64))
     t = _times(frame)
     lon, lat = _positions(frame)
-    ids = _id_strings(frame["vehicle_id"])
-    reason = np.full(n, None, dtype=object)
-    kind = np.full(n, "", dtype=object)
+    codes, labels = _vehicle_codes(frame["vehicle_id"])
+    return _FixArrays(rows=rows, t=t, lon=lon, lat=lat, codes=codes, labels=labels)
 
-    def reject(mask: np.ndarray, text: Any, label: str) -> None:
-        mask = mask & pd.isna(reason)
+
+def _clean_arrays(a: _FixArrays, *, max_speed_kmh: float,
+                  order: Literal["file", "time"]) -> _Cleaned:
+    """Steps 1-6 of the module docstring on arrays; every row gets kept or one reason."""
+    n = a.t.shape[0]
+    rows, t, lon, lat, codes = a.rows, a.t, a.lon, a.lat, a.codes
+    kind = np.zeros(n, dtype=np.int8)  # 0 kept, else 1 + index in _KINDS
+    texts: list[tuple[np.ndarray, np.ndarray]] = []  # (rejected rows, their reasons)
+
+    def reject(mask: np.ndarray, text: str | np.ndarray, label: str) -> None:
+        """Give ``text`` (one, or one per row of ``mask``) to the masked rows still kept."""
+        if not mask.any():  # the usual case: one pass
+            return
+        mask = mask & (kind == 0)
         if not mask.any():
             return
-        reason[mask] = text if isinstance(text, str) else np.asarray(text, dtype=object)[mask]
-        kind[mask] = label
+        idx = np.flatnonzero(mask)
+        code = _KINDS.index(label) + 1
+        kind[idx] = code
+        values = (np.full(idx.shape[0], text, dtype=object) if isinstance(text, str)
+                  else np.asarray(text, dtype=object)[idx])
+        texts.append((idx, values))
+
+    # the usual partition: nothing for steps 1-5 to find (one fused pass tells)
+    ordered = bool(_clean_and_ordered(codes, t, lon, lat)) if n else False
 
     # 1-2. missing values, coordinates
-    reject(pd.isna(ids), "missing vehicle_id", "missing")
-    reject(t == _NAT, "missing time", "missing")
-    reject(~np.isfinite(lon) | ~np.isfinite(lat), "missing position", "missing")
-    with np.errstate(invalid="ignore"):
-        reject((np.abs(lat) > 90) | (np.abs(lon) > 180),
-               "lon/lat out of range (|lat| > 90 or |lon| > 180)", "coordinates")
-        reject((lon == 0) & (lat == 0),
-               "lon/lat is exactly (0, 0), a placeholder for a missing position", "coordinates")
-    codes, _ = pd.factorize(pd.Series(ids, dtype=object), sort=True)
-    codes = codes.astype(np.int64)
+    if not ordered:
+        reject(codes < 0, "missing vehicle_id", "missing")
+        reject(t == _NAT, "missing time", "missing")
+        reject(~(np.isfinite(lon) & np.isfinite(lat)), "missing position", "missing")
+        with np.errstate(invalid="ignore"):
+            reject((np.abs(lat) > 90) | (np.abs(lon) > 180),
+                   "lon/lat out of range (|lat| > 90 or |lon| > 180)", "coordinates")
+            reject((lon == 0) & (lat == 0),
+                   "lon/lat is exactly (0, 0), a placeholder for a missing position",
+                   "coordinates")
+
+    def alive() -> np.ndarray | None:
+        """Indices of the rows still kept, ``None`` when that is every row (no copies)."""
+        return None if not kind.any() else np.flatnonzero(kind == 0)
 
     # 3-4. exact duplicates and the same time at another position: the first in file order wins
-    live = np.flatnonzero(pd.isna(reason))
-    tidy = _tidy(codes[live], t[live])  # one block per vehicle, strictly increasing times
-    if live.size > 1 and not tidy:
+    live = alive()
+    live_n = n if live is None else live.shape[0]
+    tidy = ordered or (_tidy(codes, t) if live is None
+                       else _tidy(codes[live], t[live]))  # one block per vehicle, rising times
+    if live_n > 1 and not tidy:
+        live = np.arange(n, dtype=np.int64) if live is None else live
         srt = live[np.lexsort((live, t[live], codes[live]))]
         head = np.r_[True, (codes[srt[1:]] != codes[srt[:-1]]) | (t[srt[1:]] != t[srt[:-1]])]
         first = srt[np.maximum.accumulate(np.where(head, np.arange(srt.size), 0))]
@@ -340,8 +466,10 @@ def clean_fixes(
             reject(mask, text, "same_time")
 
     # 5. out of order (file order within each vehicle)
-    live = np.flatnonzero(pd.isna(reason))
-    if order == "file" and live.size > 1 and not tidy:
+    live = alive()
+    live_n = n if live is None else live.shape[0]
+    if order == "file" and live_n > 1 and not tidy:
+        live = np.arange(n, dtype=np.int64) if live is None else live
         tl = pd.Series(t[live])
         group = pd.Series(codes[live])
         running = tl.groupby(group.to_numpy()).cummax().to_numpy()
@@ -358,11 +486,18 @@ def clean_fixes(
             reject(mask, text, "out_of_order")
 
     # 6. impossible jumps, in time order per vehicle
-    live = np.flatnonzero(pd.isna(reason))
-    perm = live[_sorted_order(codes[live], t[live])]
+    live = alive()
+    if ordered:
+        perm = np.arange(n, dtype=np.int64)
+    else:
+        perm = (_sorted_order(codes, t) if live is None
+                else live[_sorted_order(codes[live], t[live])])
     if perm.size > 1:
-        offsets = np.r_[0, np.flatnonzero(codes[perm][1:] != codes[perm][:-1]) + 1, perm.size]
-        bad, ref, speed = _jump_kernel(t[perm], np.radians(lon[perm]), np.radians(lat[perm]),
+        pc = codes[perm]
+        offsets = np.r_[0, np.flatnonzero(pc[1:] != pc[:-1]) + 1, perm.size]
+        identity = perm.shape[0] == n and bool((perm[1:] > perm[:-1]).all())
+        ts, lons, lats = (t, lon, lat) if identity else (t[perm], lon[perm], lat[perm])
+        bad, ref, speed = _jump_kernel(ts, np.radians(lons), np.radians(lats),
                                        offsets.astype(np.int64), max_speed_kmh / 3.6)
         if bad.any():
             sel = perm[bad]
@@ -376,42 +511,95 @@ def clean_fixes(
             reject(mask, text, "jump")
             perm = perm[~bad]
 
-    # the result
-    rejected = np.flatnonzero(~pd.isna(reason))
-    rej_ledger = RejectsLedger()
-    if rejected.size:
-        block = frame.iloc[rejected].copy()
-        if ROW_COLUMN not in block.columns:
-            block.insert(0, ROW_COLUMN, rows[rejected])
-        rej_ledger.add(source, block, reason[rejected], key_column="vehicle_id")
-    if ledger is not None:
-        ledger.extend(rej_ledger)
-    kept = frame.iloc[perm].copy()
-    kept["vehicle_id"] = ids[perm]
-    kept["time"] = _utc(t[perm])
-    if "lon" not in kept.columns or "lat" not in kept.columns:
-        kept["lon"] = lon[perm]
-        kept["lat"] = lat[perm]
-    if ROW_COLUMN not in kept.columns:
-        kept.insert(0, ROW_COLUMN, rows[perm])
-    kept = kept.reset_index(drop=True)
-    gaps = _gaps(ids[perm], codes[perm], t[perm], gap_ns)
+    if texts:
+        idx = np.concatenate([v[0] for v in texts])
+        why = np.concatenate([v[1] for v in texts])
+        rank = np.argsort(idx, kind="stable")
+        rejected, reason = idx[rank], why[rank]
+    else:
+        rejected, reason = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+    tally = np.bincount(kind, minlength=len(_KINDS) + 1)
     counts = {"rows_in": n, "rows_used": int(perm.size), "rows_rejected": int(rejected.size)}
-    labels = ("missing", "coordinates", "duplicate", "same_time", "out_of_order", "jump")
-    reasons = {label: int((kind == label).sum()) for label in labels}
-    result = CleanResult(frame=kept, rejects=rej_ledger.frame(), gaps=gaps, counts=counts,
-                         reasons=reasons)
-    logger.info("%s: %s", source, result.summary())
-    return result
+    reasons = {label: int(tally[i + 1]) for i, label in enumerate(_KINDS)}
+    return _Cleaned(perm=perm, rejected=rejected, reason=reason, counts=counts, reasons=reasons)
 
 
-def _gaps(ids: np.ndarray, codes: np.ndarray, t: np.ndarray, gap_ns: int) -> pd.DataFrame:
+def _check_options(frame: pd.DataFrame, *, order: str, max_speed_kmh: float,
+                   max_gap: pd.Timedelta) -> int:
+    """Validate :func:`clean_fixes`' options and columns; the gap threshold in ns."""
+    if order not in ("file", "time"):
+        msg = f"order must be 'file' or 'time', not {order!r}"
+        raise ConfigError(msg)
+    if not np.isfinite(max_speed_kmh) or max_speed_kmh <= 0:
+        msg = f"max_speed_kmh must be a positive number, got {max_speed_kmh!r}"
+        raise ConfigError(msg)
+    gap_ns = int(pd.Timedelta(max_gap).value)
+    if gap_ns < 0:
+        msg = f"max_gap must be a non-negative duration, got {max_gap!r}"
+        raise ConfigError(msg)
+    for col in ("vehicle_id", "time"):
+        if col not in frame.columns:
+            msg = (f"the fixes have no column {col!r}; columns are: "
+                   f"{', '.join(map(str, frame.columns))}")
+            raise SchemaError(msg)
+    return gap_ns
+
+
+def _clean_partition(
+    frame: pd.DataFrame,
+    *,
+    max_speed_kmh: float,
+    max_gap: pd.Timedelta,
+    source: str,
+    order: Literal["file", "time"],
+    ledger: RejectsLedger,
+) -> tuple[_FixArrays, _Cleaned]:
+    """:func:`clean_fixes` for the streaming audit: the same checks, decisions and ledger rows,
+    but the kept fixes stay arrays (``arrays`` indexed by ``cleaned.perm``), with no frame of
+    kept rows and no gaps table. ``frame`` must have a 0..n-1 index."""
+    _check_options(frame, order=order, max_speed_kmh=max_speed_kmh, max_gap=max_gap)
+    arrays = _fix_arrays(frame)
+    cleaned = _clean_arrays(arrays, max_speed_kmh=max_speed_kmh, order=order)
+    _add_rejects(ledger, frame, arrays, cleaned, source)
+    kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cleaned.reasons.items() if v)
+    logger.info("%s: %d fixes in = %d used + %d rejected%s", source, cleaned.counts["rows_in"],
+                cleaned.counts["rows_used"], cleaned.counts["rows_rejected"],
+                f" ({kinds})" if kinds else "")
+    return arrays, cleaned
+
+
+def _add_rejects(ledger: RejectsLedger, frame: pd.DataFrame, a: _FixArrays, c: _Cleaned,
+                 source: str) -> None:
+    """The rejected rows of ``frame`` with their reasons, in row order, into ``ledger``."""
+    if not c.rejected.size:
+        return
+    block = frame.iloc[c.rejected].copy()
+    if ROW_COLUMN not in block.columns:
+        block.insert(0, ROW_COLUMN, a.rows[c.rejected])
+    ledger.add(source, block, c.reason, key_column="vehicle_id")
+
+
+def _kept_frame(frame: pd.DataFrame, a: _FixArrays, perm: np.ndarray) -> pd.DataFrame:
+    """The kept rows of ``frame`` in ``perm`` order, as :attr:`CleanResult.frame`."""
+    kept = frame.iloc[perm].copy()
+    kept["vehicle_id"] = a.labels[a.codes[perm]]
+    kept["time"] = _utc(a.t[perm])
+    if "lon" not in kept.columns or "lat" not in kept.columns:
+        kept["lon"] = a.lon[perm]
+        kept["lat"] = a.lat[perm]
+    if ROW_COLUMN not in kept.columns:
+        kept.insert(0, ROW_COLUMN, a.rows[perm])
+    return kept.reset_index(drop=True)
+
+
+def _gaps(labels: np.ndarray, codes: np.ndarray, t: np.ndarray, gap_ns: int) -> pd.DataFrame:
+    """Intervals longer than ``gap_ns`` between consecutive fixes of a vehicle (sorted)."""
     if t.shape[0] < 2:
         where = np.zeros(0, dtype=np.int64)
     else:
         where = np.flatnonzero((codes[1:] == codes[:-1]) & (np.diff(t) > gap_ns))
     return pd.DataFrame({
-        "vehicle_id": pd.Series(ids[where], dtype=object),
+        "vehicle_id": pd.Series(labels[codes[where]], dtype=object),
         "start": _utc(t[where]),
         "end": _utc(t[where + 1]),
         "duration_s": (t[where + 1] - t[where]) / 1e9,

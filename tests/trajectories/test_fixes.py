@@ -208,3 +208,39 @@ def test_real_files_clean(shared_data: Path):
     clean = clean_fixes(gpx)
     check_invariants(clean, 2144)
     assert clean.counts["rows_rejected"] == 0 and clean.gaps.empty
+
+
+def test_categorical_ids_clean_like_text_ids() -> None:
+    """The categorical fast path (codes, no per-fix strings) decides exactly as text ids."""
+    rows = [("V2", 0, 116.40, 39.90), ("V1", 0, 116.40, 39.90), ("V2", 30, 116.401, 39.90),
+            ("V2", 30, 116.401, 39.90), (None, 40, 116.40, 39.90), ("V1", 20, 116.40, 39.90),
+            ("V1", 10, 116.40, 39.90), ("V2", 60, 118.0, 39.90), ("V1", 30, 0.0, 0.0)]
+    text = fixes(rows)
+    cat = text.assign(vehicle_id=text["vehicle_id"].astype("category"))
+    a, b = clean_fixes(text), clean_fixes(cat)
+    assert a.counts == b.counts and a.reasons == b.reasons
+    assert reasons(a) == reasons(b)
+    assert a.frame["vehicle_id"].tolist() == b.frame["vehicle_id"].tolist()
+    assert a.frame["_row"].tolist() == b.frame["_row"].tolist()
+
+
+def test_jump_bound_never_overrides_the_exact_speed() -> None:
+    """The cheap upper bound of the jump kernel only ever accepts what haversine accepts."""
+    from trajectories.fixes import _speed, _surely_within
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    lat = np.radians(rng.uniform(-85, 85, n))
+    lon = np.radians(rng.uniform(-180, 180, n))
+    scale = rng.choice([1e-4, 1e-3, 1e-2, 1e-1], n // 2)
+    lat[1::2] = lat[0::2] + np.radians(rng.normal(0, 1, n // 2) * scale)
+    lon[1::2] = lon[0::2] + np.radians(rng.normal(0, 1, n // 2) * scale)
+    t = np.zeros(n, dtype=np.int64)
+    t[1::2] = rng.integers(0, 120, n // 2) * 10**9
+    limit = 250 / 3.6
+    accepted = 0
+    for i in range(0, n, 2):
+        if _surely_within(t, lon, lat, i, i + 1, limit):
+            accepted += 1
+            assert _speed(t, lon, lat, i, i + 1) <= limit
+    assert accepted > 0
