@@ -1,31 +1,56 @@
-"""Benchmark: the in-process farmland overlay against geopandas, on one synthetic city.
+"""Benchmark: the in-process farmland overlay beside geopandas and PostGIS, one run, one input.
 
 Builds a city of irregular reference parcels (Voronoi cells of random points, clipped to a
-box) and declarations drawn as jittered copies of most parcels (shifted a few metres and
-slightly scaled, so they overlap neighbours and each other), then times in one run:
+box, ~2,500 m² each) and as many declarations as parcels: jittered copies (shifted up to
+4 m, scaled by 0.97-1.06, so they overlap neighbours and each other) of 90 % of the
+parcels, and second declarations by other applicants of randomly drawn parcels for the
+rest (double claims). The same prepared layers then go to three engines:
 
-- ours: :func:`geosup.farmland.engine.overlay_inprocess` (links, pairs, outside, land use,
-  changes) with 1 thread and with 2 threads;
-- the peer: ``geopandas.overlay(declarations, parcels, how="intersection")`` (links) plus a
-  ``geopandas.sjoin`` of the declarations with themselves and the intersection areas of the
-  joined pairs (pairs).
+- ours: :func:`geosup.farmland.engine.overlay_inprocess` with 2 threads — the time of the
+  ``links`` table alone (declaration ∩ parcel areas) and of the full ``Overlay`` (links,
+  pairs, outside, land use, changes);
+- geopandas: ``geopandas.overlay(declarations, parcels, how="intersection",
+  keep_geom_type=True)`` (links only). At large n it is run on a random subset of the
+  declarations (``--geopandas-n``) against all parcels and its time is extrapolated
+  linearly to all declarations (the output says so);
+- PostGIS: both layers COPYed into a throwaway server (initdb/pg_ctl in a temporary
+  directory, a free port, trust authentication; stopped at the end), GiST indexes,
+  ANALYZE (load time printed separately), then one timed query
+  ``SELECT sum(ST_Area(ST_Intersection(d.geom, p.geom))) FROM d JOIN p ON
+  ST_Intersects(d.geom, p.geom)`` (server defaults: parallel query with up to 2 workers).
+
+Printed: times, ratios, peak memory of this process (``getrusage`` maxrss; the PostGIS
+server's memory is not included) and the total overlap area of each engine with the
+relative differences.
 
 Usage::
 
-    python bench/farmland_overlay.py [--n 100000] [--seed 1]
+    python bench/farmland_overlay.py [--n 1000000] [--seed 1] [--geopandas-n 200000]
+                                     [--skip-geopandas] [--skip-postgis] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import io
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
-from geosup.farmland.engine import overlay_inprocess
+from geosup.farmland.engine import link_areas, overlay_inprocess
 from geosup.farmland.prepare import prepare
 
 CRS = "EPSG:32650"
@@ -33,7 +58,7 @@ X0, Y0 = 400_000.0, 3_400_000.0
 
 
 def city(n: int, seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Reference parcels (Voronoi cells, ~2,500 m² each) and jittered declarations."""
+    """``n`` reference parcels (Voronoi cells) and ``n`` jittered declarations."""
     rng = np.random.default_rng(seed)
     side = float(np.sqrt(n * 2500.0))
     frame = shapely.box(X0, Y0, X0 + side, Y0 + side)
@@ -46,8 +71,9 @@ def city(n: int, seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
          "eligible_area": shapely.area(cells) * 0.97},
         geometry=cells, crs=CRS,
     )
-    # Declarations: 90 % of the parcels, shifted up to 4 m and scaled by 0.97-1.06.
-    take = np.flatnonzero(rng.random(len(cells)) < 0.9)
+    # 90 % of the parcels declared once, the rest of the declarations: second claims.
+    first = np.flatnonzero(rng.random(len(cells)) < 0.9)
+    take = np.concatenate([first, rng.integers(0, len(cells), max(0, n - len(first)))])
     src = cells[take]
     centre = shapely.centroid(src)
     cx, cy = shapely.get_x(centre), shapely.get_y(centre)
@@ -66,56 +92,252 @@ def city(n: int, seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     return declarations, parcels
 
 
+def _maxrss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def _current_rss_gib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def _run_ours(prepared: object, workers: int, repeat: int) -> tuple:
+    """Our engine, ``repeat`` times: link table alone and full Overlay (in the child)."""
+    t_links, t_full = [], []
+    for _ in range(repeat):
+        decl_of = over = overlay = None  # one result alive at a time
+        gc.collect()
+        t0 = time.perf_counter()
+        decl_of, _parcel_of, over = link_areas(prepared, workers=workers)
+        t_links.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        overlay = overlay_inprocess(prepared, workers=workers)
+        t_full.append(time.perf_counter() - t0)
+        area = float(overlay.links["overlap_m2"].sum())
+        counts = (len(overlay.links), len(overlay.pairs), len(overlay.outside))
+    assert abs(float(over.sum()) - area) <= 1e-9 * area
+    return t_links, t_full, decl_of, over, area, counts, _maxrss_gib()
+
+
+# ---------------------------------------------------------------------------------------------
+# PostGIS: a throwaway server
+# ---------------------------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    env = os.environ.get("GEOSUP_PG_BINDIR")
+    if env:
+        return Path(env)
+    for c in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (c / "initdb").exists() and (c / "pg_ctl").exists():
+            return c
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+class _Server:
+    """initdb + pg_ctl in a temporary directory (as ``postgres`` when run as root)."""
+
+    def __init__(self) -> None:
+        self.bindir = _pg_bindir()
+        if self.bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found")
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.root = Path(tempfile.mkdtemp(prefix="geosup-bench-pg-"))
+        self.data = self.root / "data"
+
+    def _cmd(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
+
+    def start(self) -> str:
+        sock = self.root / "sock"
+        self.data.mkdir()
+        sock.mkdir()
+        if self.user:
+            for p in (self.root, self.data, sock):
+                shutil.chown(p, self.user)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        subprocess.run(self._cmd([str(self.bindir / "initdb"), "-D", str(self.data), "-A",
+                                  "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]),
+                       check=True, capture_output=True)
+        opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=1GB "
+                "-c work_mem=256MB -c maintenance_work_mem=1GB -c max_wal_size=8GB")
+        subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
+                                  str(self.root / "log"), "-o", opts, "-w", "start"]),
+                       check=True, capture_output=True)
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def stop(self) -> None:
+        subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m",
+                                  "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _copy(conn: object, table: str, ids: np.ndarray, geoms: np.ndarray) -> None:
+    hexes = shapely.to_wkb(geoms, hex=True)
+    buf = io.StringIO()
+    pd.DataFrame({"id": ids, "g": hexes}).to_csv(buf, sep="\t", header=False, index=False)
+    with conn.cursor() as cur, cur.copy(f"COPY {table} (id, geom) FROM STDIN") as copy:
+        copy.write(buf.getvalue())
+
+
+def run_postgis(d_ids: np.ndarray, d_geoms: np.ndarray, p_ids: np.ndarray,
+                p_geoms: np.ndarray) -> tuple[float, float, float, str]:
+    """(load seconds, query seconds, total overlap m², settings)."""
+    import psycopg
+
+    server = _Server()
+    try:
+        url = server.start()
+        conn = None
+        for _ in range(50):
+            try:
+                conn = psycopg.connect(url, autocommit=True)
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.2)
+        if conn is None:
+            raise RuntimeError("PostgreSQL did not accept connections")
+        with conn:
+            conn.execute("CREATE EXTENSION postgis")
+            t0 = time.perf_counter()
+            for name in ("d", "p"):
+                conn.execute(f"CREATE UNLOGGED TABLE {name} (id text, geom geometry)")
+            _copy(conn, "d", d_ids, d_geoms)
+            _copy(conn, "p", p_ids, p_geoms)
+            conn.execute("CREATE INDEX ON d USING gist (geom)")
+            conn.execute("CREATE INDEX ON p USING gist (geom)")
+            conn.execute("ANALYZE d")
+            conn.execute("ANALYZE p")
+            t_load = time.perf_counter() - t0
+            workers = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
+            version = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+            t0 = time.perf_counter()
+            total = conn.execute(
+                "SELECT sum(ST_Area(ST_Intersection(d.geom, p.geom))) "
+                "FROM d JOIN p ON ST_Intersects(d.geom, p.geom)").fetchone()[0]
+            t_query = time.perf_counter() - t0
+        return t_load, t_query, float(total), f"PostGIS {version}, parallel workers {workers}"
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b) if b else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000, help="number of parcels")
+    parser.add_argument("--n", type=int, default=1_000_000,
+                        help="reference parcels, and declarations (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="threads of our engine")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of our engine (best shown)")
+    parser.add_argument("--geopandas-n", type=int, default=None,
+                        help="declarations given to geopandas.overlay (a random subset; the "
+                             "time is extrapolated linearly to all); default: all")
+    parser.add_argument("--skip-geopandas", action="store_true")
+    parser.add_argument("--skip-postgis", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
     t0 = time.perf_counter()
     declarations, parcels = city(args.n, args.seed)
     t1 = time.perf_counter()
-    print(f"city: {len(parcels):,} parcels, {len(declarations):,} declarations "
-          f"({t1 - t0:.1f} s to build)")
+    print(f"city: {len(parcels):,} parcels, {len(declarations):,} declarations, "
+          f"{int(shapely.get_num_coordinates(parcels.geometry.array).mean())} vertices per "
+          f"parcel on average ({t1 - t0:.1f} s to build)", flush=True)
 
     t0 = time.perf_counter()
     prepared = prepare(declarations, parcels, area_unit="m2", crs=CRS)
     t_prep = time.perf_counter() - t0
-    print(f"prepare (hygiene, precision grid): {t_prep:.2f} s")
+    del declarations, parcels
+    print(f"prepare (hygiene, precision grid; not timed below): {t_prep:.2f} s", flush=True)
+    d_ids = prepared.declarations["declaration_id"].astype(object).to_numpy()
+    d_geoms = np.asarray(prepared.declarations.geometry.array, dtype=object)
+    p_ids = prepared.parcels["parcel_id"].astype(object).to_numpy()
+    p_geoms = np.asarray(prepared.parcels.geometry.array, dtype=object)
 
-    ours = {}
-    for workers in (1, 2):
+    # ours, in a forked child: its maxrss is the engine's peak with the prepared inputs in
+    # memory (the child starts with the parent's pages), not the city's or prepare's peak.
+    gc.collect()
+    rss_start = _current_rss_gib()
+    with mp.get_context("fork").Pool(1) as pool:
+        res = pool.apply(_run_ours, (prepared, args.workers, args.repeat))
+    t_links, t_full, decl_of, over, ours_area, counts, rss_ours = res
+    ours_links, ours_full = min(t_links), min(t_full)
+    rep = f" (best of {args.repeat}: {', '.join(f'{t:.2f}' for t in t_full)})" \
+        if args.repeat > 1 else ""
+    print(f"ours ({args.workers} threads): links table {ours_links:.2f} s; full Overlay "
+          f"{ours_full:.2f} s{rep} ({counts[0]:,} links, {counts[1]:,} pairs, "
+          f"{counts[2]:,} outside rows); peak memory of the engine's process {rss_ours:.2f} GiB "
+          f"(of which {rss_start:.2f} GiB prepared inputs and the city already in memory)",
+          flush=True)
+
+    # geopandas
+    gp_time = gp_area = None
+    if not args.skip_geopandas:
+        n_decl = len(d_ids)
+        k = min(args.geopandas_n or n_decl, n_decl)
+        rng = np.random.default_rng(args.seed + 1)
+        sub = np.sort(rng.choice(n_decl, k, replace=False)) if k < n_decl else np.arange(n_decl)
+        d = gpd.GeoDataFrame({"declaration_id": d_ids[sub]}, geometry=d_geoms[sub], crs=CRS)
+        p = gpd.GeoDataFrame({"parcel_id": p_ids}, geometry=p_geoms, crs=CRS)
         t0 = time.perf_counter()
-        overlay = overlay_inprocess(prepared, workers=workers)
-        ours[workers] = time.perf_counter() - t0
-        print(f"ours, overlay_inprocess(workers={workers}): {ours[workers]:.2f} s "
-              f"({len(overlay.links):,} links, {len(overlay.pairs):,} pairs, "
-              f"{len(overlay.outside):,} outside rows)")
+        res = gpd.overlay(d, p, how="intersection", keep_geom_type=True)
+        measured = time.perf_counter() - t0
+        gp_area_sub = float(res.area.sum())
+        gp_time = measured * n_decl / k
+        # our area over the same declarations (links above 0.01 m²; geopandas keeps crumbs)
+        mine = np.isin(decl_of, sub)
+        ours_sub = float(over[mine].sum())
+        if k < n_decl:
+            print(f"geopandas.overlay: {measured:.2f} s for {k:,} of {n_decl:,} declarations "
+                  f"against all parcels -> EXTRAPOLATED LINEARLY to {gp_time:.1f} s for all "
+                  f"({len(res):,} pieces); peak memory so far {_maxrss_gib():.2f} GiB",
+                  flush=True)
+            print(f"  area over that subset: geopandas {gp_area_sub:,.2f} m², ours "
+                  f"{ours_sub:,.2f} m² (relative difference {_rel(ours_sub, gp_area_sub):.1e})")
+        else:
+            gp_area = gp_area_sub
+            print(f"geopandas.overlay: {gp_time:.2f} s ({len(res):,} pieces); peak memory so "
+                  f"far {_maxrss_gib():.2f} GiB", flush=True)
+        del res, d, p
 
-    d = prepared.declarations[["declaration_id", "geometry"]]
-    p = prepared.parcels[["parcel_id", "geometry"]]
-    t0 = time.perf_counter()
-    links = gpd.overlay(d, p, how="intersection", keep_geom_type=True)
-    t_links = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    joined = gpd.sjoin(d, d, predicate="intersects")
-    joined = joined[joined["declaration_id_left"] < joined["declaration_id_right"]]
-    right = d.geometry.to_numpy()[joined["index_right"].to_numpy()]
-    over = joined.geometry.intersection(gpd.GeoSeries(right, index=joined.index, crs=d.crs))
-    n_pairs = int((over.area > 0.01).sum())
-    t_pairs = time.perf_counter() - t0
-    peer = t_links + t_pairs
-    print(f"geopandas: overlay(intersection) {t_links:.2f} s + sjoin pairs {t_pairs:.2f} s "
-          f"= {peer:.2f} s ({len(links):,} links, {n_pairs:,} pairs)")
+    # PostGIS
+    pg_time = pg_area = None
+    if not args.skip_postgis:
+        t_load, pg_time, pg_area, settings = run_postgis(d_ids, d_geoms, p_ids, p_geoms)
+        print(f"PostGIS ({settings}): load (COPY, GiST, ANALYZE; not in the ratio) "
+              f"{t_load:.1f} s; query {pg_time:.2f} s", flush=True)
 
-    ours_area = float(overlay.links["overlap_m2"].sum())
-    peer_area = float(links.area[links.area > 0.01].sum())
-    print(f"link area: ours {ours_area:,.1f} m², geopandas {peer_area:,.1f} m² "
-          f"(relative difference {abs(ours_area - peer_area) / peer_area:.1e})")
-    best = min(ours.values())
-    print(f"ratio geopandas / ours: {peer / best:.1f}x (ours best of workers=1,2); "
-          f"threads: workers=1 / workers=2 = {ours[1] / ours[2]:.2f}x")
+    print()
+    print(f"ours full Overlay {ours_full:.2f} s, links alone {ours_links:.2f} s "
+          f"(target: 1M x 1M in <= 30 s)")
+    if gp_time is not None:
+        ex = " (extrapolated)" if gp_area is None else ""
+        print(f"geopandas / ours: {gp_time / ours_full:.1f}x against the full Overlay, "
+              f"{gp_time / ours_links:.1f}x against the links table{ex} (target >= 3x)")
+    if pg_time is not None:
+        print(f"PostGIS / ours: {pg_time / ours_full:.1f}x against the full Overlay, "
+              f"{pg_time / ours_links:.1f}x against the links table (target >= 1.5x)")
+    print(f"peak memory (maxrss): ours {rss_ours:.2f} GiB (the engine's process, prepared "
+          f"inputs included; target <= 6 GiB); the benchmark's main process (city, prepare, "
+          f"geopandas) {_maxrss_gib():.2f} GiB; the PostGIS server is not counted")
+    print(f"total overlap area: ours {ours_area:,.2f} m²", end="")
+    if gp_area is not None:
+        print(f", geopandas {gp_area:,.2f} m² (rel. diff {_rel(ours_area, gp_area):.1e})", end="")
+    if pg_area is not None:
+        print(f", PostGIS {pg_area:,.2f} m² (rel. diff {_rel(ours_area, pg_area):.1e})", end="")
+    if gp_area is not None and pg_area is not None:
+        print(f"; geopandas vs PostGIS {_rel(gp_area, pg_area):.1e}", end="")
+    print(" (target <= 1e-6)")
 
 
 if __name__ == "__main__":

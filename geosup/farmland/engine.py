@@ -2,10 +2,14 @@
 
 :func:`overlay_inprocess` turns a :class:`~geosup.farmland.prepare.Prepared` bundle into
 the :class:`~geosup.farmland.tables.Overlay` tables the rules read. Every step works on
-arrays: ``STRtree.query(geoms, predicate="intersects")`` gives candidate pairs, and
-``shapely.intersection`` / ``shapely.area`` run on the pair arrays. Declarations are cut
-into chunks processed by a thread pool (shapely 2 releases the GIL inside GEOS), so both
-cores work.
+arrays: ``STRtree.query`` gives bounding-box pairs, and their overlap areas come from a
+numba kernel where one polygon of the pair is convex and both are simple (no holes):
+Sutherland-Hodgman clipping of one ring by the other's half-planes keeps the exact area
+(in local coordinates, so within ~1e-8 m² of GEOS), about 50x faster than a GEOS overlay.
+Every other pair goes through ``shapely.intersects`` and ``shapely.intersection`` (with
+retries on GEOS errors); the overlap geometry of ``pairs`` is the clipped ring when both
+polygons are convex, else GEOS's. Declarations are cut into chunks processed by a thread
+pool (GEOS and the kernel release the GIL), so both cores work.
 
 Which geometry a declaration stands for
     A declaration with a drawing stands for its drawing. A declaration by parcel id only
@@ -56,6 +60,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import shapely
@@ -64,7 +69,7 @@ from shapely.errors import GEOSException
 from geosup.farmland.prepare import Prepared
 from geosup.farmland.tables import TABLE_COLUMNS, Overlay
 
-__all__ = ["SUBDIVIDE_VERTICES", "overlay_inprocess", "subdivide", "union_by_group"]
+__all__ = ["SUBDIVIDE_VERTICES", "link_areas", "overlay_inprocess", "subdivide", "union_by_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,235 @@ def _intersection(a: np.ndarray, b: np.ndarray, retries: _Retries, grid: float) 
     return out
 
 
+class _Rings:
+    """Exterior rings of simple polygons as flat coordinate arrays, for the convex-clip
+    kernel: ``simple`` (a Polygon without holes, at least 3 distinct vertices), ``convex``
+    and the orientation ``sign`` (+1 counter-clockwise, -1 clockwise)."""
+
+    def __init__(self, geoms: np.ndarray) -> None:
+        geoms = np.asarray(geoms, dtype=object)
+        simple = ((shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON)
+                  & (shapely.get_num_interior_rings(geoms) == 0) & ~shapely.is_empty(geoms))
+        # A polygon without holes: its coordinates are those of its exterior ring.
+        xy, owner = shapely.get_coordinates(np.where(simple, geoms, None), return_index=True)
+        counts = np.bincount(owner, minlength=len(geoms))
+        self.offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.x = np.ascontiguousarray(xy[:, 0])
+        self.y = np.ascontiguousarray(xy[:, 1])
+        self.sign, convex = _ring_shape(self.x, self.y, self.offset)
+        self.simple = simple & (counts >= 4) & (self.sign != 0)
+        self.convex = self.simple & convex
+        self.convex_share = float(self.convex.mean()) if len(geoms) else 0.0
+        self.max_vertices = int(counts.max()) if len(counts) else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _ring_shape(x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orientation sign and convexity of each closed ring (collinear vertices allowed)."""
+    n = len(offset) - 1
+    sign = np.zeros(n, dtype=np.int8)
+    convex = np.zeros(n, dtype=np.bool_)
+    for g in range(n):
+        s, e = offset[g], offset[g + 1] - 1  # the last vertex repeats the first
+        if e - s < 3:
+            continue
+        area = 0.0
+        for i in range(s, e):
+            area += x[i] * y[i + 1] - x[i + 1] * y[i]
+        if area == 0.0:
+            continue
+        sg = 1 if area > 0 else -1
+        sign[g] = sg
+        # Turns between consecutive edges of non-zero length (repeated vertices skipped):
+        # never against the orientation, and no spike (a reversal along one line).
+        ux = uy = 0.0
+        for i in range(e - 1, s - 1, -1):
+            ux, uy = x[i + 1] - x[i], y[i + 1] - y[i]
+            if ux != 0.0 or uy != 0.0:
+                break
+        ok = True
+        for i in range(s, e):
+            vx, vy = x[i + 1] - x[i], y[i + 1] - y[i]
+            if vx == 0.0 and vy == 0.0:
+                continue
+            cross = ux * vy - uy * vx
+            if cross * sg < 0 or (cross == 0.0 and ux * vx + uy * vy < 0):
+                ok = False
+                break
+            ux, uy = vx, vy
+        convex[g] = ok
+    return sign, convex
+
+
+@numba.njit(cache=True, nogil=True)
+def _clip_area(
+    ax: np.ndarray, ay: np.ndarray, a_off: np.ndarray, a_idx: np.ndarray,
+    bx: np.ndarray, by: np.ndarray, b_off: np.ndarray, b_sign: np.ndarray, b_idx: np.ndarray,
+    cap: int, start: np.ndarray, out_x: np.ndarray, out_y: np.ndarray, counts: np.ndarray,
+) -> np.ndarray:
+    """Area of ring a ∩ convex ring b for each pair (Sutherland-Hodgman: a simple ring
+    clipped by the half-planes of a convex one keeps its exact area). NaN when a buffer
+    of ``cap`` vertices would overflow (the caller then uses GEOS).
+
+    With a non-empty ``start``, the clipped ring of pair ``t`` is also written to
+    ``out_x/out_y[start[t]:]`` and its vertex count (unclosed) to ``counts[t]`` (-1 if it
+    does not fit before ``start[t + 1]``): for two convex rings it is their intersection."""
+    n = len(a_idx)
+    out = np.empty(n)
+    px = np.empty(cap)
+    py = np.empty(cap)
+    qx = np.empty(cap)
+    qy = np.empty(cap)
+    for t in range(n):
+        ga, gb = a_idx[t], b_idx[t]
+        s, e = a_off[ga], a_off[ga + 1] - 1
+        m = e - s
+        sg = b_sign[gb]
+        cs, ce = b_off[gb], b_off[gb + 1] - 1
+        ox, oy = bx[cs], by[cs]  # local origin: no cancellation in the shoelace sums
+        for i in range(m):
+            px[i] = ax[s + i] - ox
+            py[i] = ay[s + i] - oy
+        overflow = False
+        for c in range(cs, ce):
+            if m == 0:
+                break
+            x1, y1 = bx[c] - ox, by[c] - oy
+            x2, y2 = bx[c + 1] - ox, by[c + 1] - oy
+            ex, ey = x2 - x1, y2 - y1
+            if ex == 0.0 and ey == 0.0:
+                continue
+            k = 0
+            prevx, prevy = px[m - 1], py[m - 1]
+            dprev = sg * (ex * (prevy - y1) - ey * (prevx - x1))
+            for i in range(m):
+                curx, cury = px[i], py[i]
+                dcur = sg * (ex * (cury - y1) - ey * (curx - x1))
+                if k + 2 > cap:
+                    overflow = True
+                    break
+                if dcur >= 0.0:
+                    if dprev < 0.0 and dcur > 0.0:  # (at dcur == 0 the crossing is cur)
+                        f = dprev / (dprev - dcur)
+                        qx[k] = prevx + f * (curx - prevx)
+                        qy[k] = prevy + f * (cury - prevy)
+                        k += 1
+                    qx[k] = curx
+                    qy[k] = cury
+                    k += 1
+                elif dprev > 0.0:
+                    f = dprev / (dprev - dcur)
+                    qx[k] = prevx + f * (curx - prevx)
+                    qy[k] = prevy + f * (cury - prevy)
+                    k += 1
+                prevx, prevy, dprev = curx, cury, dcur
+            if overflow:
+                break
+            px, qx = qx, px
+            py, qy = qy, py
+            m = k
+        if overflow:
+            out[t] = np.nan
+            continue
+        area = 0.0
+        for i in range(m):
+            j = i + 1 if i + 1 < m else 0
+            area += px[i] * py[j] - px[j] * py[i]
+        out[t] = abs(area) / 2.0
+        if len(start):
+            if m > start[t + 1] - start[t]:
+                counts[t] = -1
+            else:
+                for i in range(m):
+                    out_x[start[t] + i] = px[i] + ox
+                    out_y[start[t] + i] = py[i] + oy
+                counts[t] = m
+    return out
+
+
+_NO_START = np.empty(0, dtype=np.int64)
+_NO_XY = np.empty(0)
+
+
+def _fast_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndarray:
+    """Polygon ``a[i]`` ∩ ``b[i]`` where both are convex simple polygons (the clipped ring,
+    clockwise like GEOS output); None elsewhere and where the ring has < 3 vertices."""
+    out = np.full(len(a), None, dtype=object)
+    sel = np.flatnonzero(ra.convex[a] & rb.convex[b])
+    if not len(sel):
+        return out
+    a, b = a[sel], b[sel]
+    sizes = (ra.offset[a + 1] - ra.offset[a]) + (rb.offset[b + 1] - rb.offset[b]) + 4
+    start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    xs, ys = np.empty(int(start[-1])), np.empty(int(start[-1]))
+    counts = np.zeros(len(a), dtype=np.int64)
+    cap = 4 * (ra.max_vertices + rb.max_vertices) + 16
+    _clip_area(ra.x, ra.y, ra.offset, a, rb.x, rb.y, rb.offset, rb.sign, b, cap, start, xs, ys,
+               counts)
+    ok = counts >= 3
+    if not ok.any():
+        return out
+    n = counts[ok]
+    col = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    take = np.repeat(start[:-1][ok], n) + col
+    rings = shapely.linearrings(np.c_[xs[take], ys[take]], indices=np.repeat(np.arange(len(n)), n))
+    out[sel[ok]] = shapely.orient_polygons(shapely.polygons(rings), exterior_cw=True)
+    return out
+
+
+def _fast_areas(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndarray:
+    """Area of geometry ``a[i]`` of ``ra`` ∩ geometry ``b[i]`` of ``rb`` where one of the two
+    is convex and both are simple polygons; NaN where the kernel does not apply."""
+    out = np.full(len(a), np.nan)
+    ok = ra.simple[a] & rb.simple[b]
+    b_clips = ok & rb.convex[b]
+    a_clips = ok & ~b_clips & ra.convex[a]
+    cap = 4 * (ra.max_vertices + rb.max_vertices) + 16
+    if b_clips.any():
+        out[b_clips] = _clip_area(ra.x, ra.y, ra.offset, a[b_clips],
+                                  rb.x, rb.y, rb.offset, rb.sign, b[b_clips], cap,
+                                  _NO_START, _NO_XY, _NO_XY, _NO_START)
+    if a_clips.any():
+        out[a_clips] = _clip_area(rb.x, rb.y, rb.offset, b[a_clips],
+                                  ra.x, ra.y, ra.offset, ra.sign, a[a_clips], cap,
+                                  _NO_START, _NO_XY, _NO_XY, _NO_START)
+    return out
+
+
+def _candidates(
+    tree: shapely.STRtree, geoms: np.ndarray, idx: np.ndarray, rings: _Rings,
+    tree_geoms: np.ndarray, tree_rings: _Rings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (``idx`` position of the geometry, tree index, area of the overlap) of
+    geometries ``geoms[idx]`` and tree geometries that may share interior: bounding-box
+    pairs measured by the convex-clip kernel (dropped at an area of exactly 0); pairs out of
+    the kernel's reach have a NaN area and are kept only if GEOS says they intersect.
+
+    When most polygons on both sides are not convex (real parcels often are not), the
+    tree's ``intersects`` query (which prepares each query geometry) filters first."""
+    if len(idx) and rings.convex[idx].mean() < 0.5 and tree_rings.convex_share < 0.5:
+        q = _query(tree, geoms[idx])
+        a, b = idx[q[0]], q[1]
+        m2 = _fast_areas(rings, a, tree_rings, b)
+        keep = ~(m2 == 0.0)
+        return a[keep], b[keep], m2[keep]
+    q = tree.query(geoms[idx])
+    a, b = idx[q[0]], q[1]
+    m2 = _fast_areas(rings, a, tree_rings, b)
+    slow = np.isnan(m2)
+    if slow.any():
+        try:
+            hit = shapely.intersects(geoms[a[slow]], tree_geoms[b[slow]])
+        except GEOSException:  # let the overlay (and its retries) decide
+            hit = np.ones(int(slow.sum()), dtype=bool)
+        keep = ~slow
+        keep[np.flatnonzero(slow)[hit]] = True
+    else:
+        keep = np.ones(len(a), dtype=bool)
+    keep &= ~(m2 == 0.0)
+    return a[keep], b[keep], m2[keep]
+
+
 def _query(tree: shapely.STRtree, geoms: np.ndarray) -> np.ndarray:
     """Pairs (input index, tree index) whose geometries intersect; on a GEOS error in the
     predicate, the bounding-box pairs (the overlay then measures them)."""
@@ -166,12 +400,26 @@ def _overlapping(
     groups: np.ndarray | None = None,
     *,
     pool: ThreadPoolExecutor | None = None,
+    rings: _Rings | None = None,
 ) -> np.ndarray:
-    """Which geometries share interior with another one (of the same group, if given)."""
-    q = _query(tree, geoms)
+    """Which geometries share interior with another one (of the same group, if given).
+
+    With ``rings``, pairs of bounding boxes are first measured by the convex-clip kernel:
+    an overlap above 1e-3 m² (far above the kernel's rounding) is shared interior, an
+    overlap of exactly 0 is none (at most rounding crumbs), and only the other pairs go to
+    GEOS ``relate``."""
+    bbox_only = rings is not None and rings.convex_share >= 0.5
+    q = tree.query(geoms) if bbox_only else _query(tree, geoms)
     q = q[:, q[0] < q[1]]
     if groups is not None:
         q = q[:, groups[q[0]] == groups[q[1]]]
+    flag = np.zeros(len(geoms), dtype=bool)
+    if rings is not None:
+        fa = _fast_areas(rings, q[0], rings, q[1])
+        sure = fa > 1e-3
+        flag[q[0][sure]] = True
+        flag[q[1][sure]] = True
+        q = q[:, ~(sure | (fa == 0.0))]
 
     def relate(sel: np.ndarray) -> np.ndarray:
         try:
@@ -182,7 +430,6 @@ def _overlapping(
     chunks = np.array_split(np.arange(q.shape[1]), 8 if pool is not None else 1)
     results = pool.map(relate, chunks) if pool is not None else map(relate, chunks)
     hit = np.concatenate(list(results))
-    flag = np.zeros(len(geoms), dtype=bool)
     flag[q[0][hit]] = True
     flag[q[1][hit]] = True
     return flag
@@ -195,11 +442,14 @@ def _area_of_union(
     flagged: np.ndarray,
     retries: _Retries,
     grid: float,
+    piece_m2: np.ndarray | None = None,
 ) -> np.ndarray:
     """Area of the union of each group's pieces; a union is computed only for groups with
     two or more pieces cut from geometries that overlap others (``flagged``), the other
-    groups' pieces are disjoint and their areas add up."""
-    piece_m2 = shapely.area(pieces)
+    groups' pieces are disjoint and their areas add up (``piece_m2``, if given, holds the
+    areas; then only the pieces of groups needing a union must be geometries)."""
+    if piece_m2 is None:
+        piece_m2 = shapely.area(pieces)
     total = np.bincount(groups, weights=piece_m2, minlength=n_groups)
     need = np.bincount(groups, weights=flagged.astype(np.float64), minlength=n_groups) >= 2
     if need.any():
@@ -410,6 +660,8 @@ class _Inputs:
     parcel_tree: shapely.STRtree
     parcel_overlaps: np.ndarray  # bool: shares interior with another parcel
     decl_tree: shapely.STRtree
+    decl_rings: _Rings
+    parcel_rings: _Rings
     lu_geoms: np.ndarray | None
     lu_class: np.ndarray | None
     lu_classes: np.ndarray
@@ -430,28 +682,57 @@ class _Part:
     failed: int
 
 
+def _pieces(
+    tree: shapely.STRtree,
+    parcel_geoms: np.ndarray,
+    geoms: np.ndarray,
+    drawn_idx: np.ndarray,
+    retries: _Retries,
+    grid: float,
+    rings: tuple[_Rings, _Rings],
+    flagged: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drawn declarations ``geoms[drawn_idx]`` ∩ the parcels they intersect: declaration
+    index, parcel index, piece, piece area.
+
+    Areas come from the convex-clip kernel where it applies (the piece is then None), except
+    for declarations that cut two or more ``flagged`` parcels (parcels overlapping others):
+    their pieces are unioned later, so they are computed as geometries by GEOS."""
+    d_of, p_of, m2 = _candidates(tree, geoms, drawn_idx, rings[0], parcel_geoms, rings[1])
+    if flagged is not None:
+        local, dense = np.unique(d_of, return_inverse=True)
+        need = np.bincount(dense, weights=flagged[p_of].astype(np.float64),
+                           minlength=len(local)) >= 2
+        m2[need[dense]] = np.nan
+    pieces = np.full(len(d_of), None, dtype=object)
+    slow = np.isnan(m2)
+    if slow.any():
+        pieces[slow] = _clip(geoms[d_of[slow]], parcel_geoms[p_of[slow]], retries, grid)
+        m2[slow] = shapely.area(pieces[slow])
+    return d_of, p_of, pieces, m2
+
+
 def _chunk(inp: _Inputs, idx: np.ndarray) -> _Part:
     retries = _Retries()
     mins = inp.min_overlap_m2
 
     # Drawn declarations against reference parcels: links and covered area.
-    drawn_idx = idx[inp.drawn[idx]]
-    q = _query(inp.parcel_tree, inp.effective[drawn_idx])
-    d_of, p_of = drawn_idx[q[0]], q[1]
-    pieces = _clip(inp.effective[d_of], inp.parcel_geoms[p_of], retries, inp.grid)
-    piece_m2 = shapely.area(pieces)
+    d_of, p_of, pieces, piece_m2 = _pieces(inp.parcel_tree, inp.parcel_geoms, inp.effective,
+                                           idx[inp.drawn[idx]], retries, inp.grid,
+                                           (inp.decl_rings, inp.parcel_rings),
+                                           inp.parcel_overlaps)
     linked = piece_m2 > mins
     links = (d_of[linked], p_of[linked], piece_m2[linked])
     # Covered area: drawn ∩ union of the parcels (parcels may overlap each other).
     local, dense = np.unique(d_of, return_inverse=True)
     covered = (local, _area_of_union(pieces, dense, len(local), inp.parcel_overlaps[p_of],
-                                     retries, inp.grid))
+                                     retries, inp.grid, piece_m2))
 
     # Declarations against declarations: pairs (same year) and previous-year matches.
-    q = _query(inp.decl_tree, inp.effective[idx])
-    a, b = idx[q[0]], q[1]
+    a, b, over = _candidates(inp.decl_tree, inp.effective, idx, inp.decl_rings,
+                             inp.effective, inp.decl_rings)
     keep = a < b
-    a, b = a[keep], b[keep]
+    a, b, over = a[keep], b[keep], over[keep]
     same_year = inp.year[a] == inp.year[b]
     consecutive = (
         (np.abs(inp.year[a] - inp.year[b]) == 1)
@@ -459,10 +740,22 @@ def _chunk(inp: _Inputs, idx: np.ndarray) -> _Part:
         & inp.drawn[a] & inp.drawn[b]
     )
     sel = same_year | consecutive
-    a, b, same_year = a[sel], b[sel], same_year[sel]
-    inter = _clip(inp.effective[a], inp.effective[b], retries, inp.grid)
-    over = shapely.area(inter)
+    a, b, same_year, over = a[sel], b[sel], same_year[sel], over[sel]
+    # Areas from the convex-clip kernel where it applies; the overlap geometry (GEOS) only
+    # for the pairs found.
+    inter = np.full(len(a), None, dtype=object)
+    slow = np.isnan(over)
+    if slow.any():
+        inter[slow] = _clip(inp.effective[a[slow]], inp.effective[b[slow]], retries, inp.grid)
+        over[slow] = shapely.area(inter[slow])
     is_pair = same_year & (over > mins)
+    build = is_pair & ~slow
+    if build.any():
+        inter[build] = _fast_polygons(inp.decl_rings, a[build], inp.decl_rings, b[build])
+        build &= shapely.is_missing(inter)
+    if build.any():
+        inter[build] = _clip(inp.effective[a[build]], inp.effective[b[build]], retries,
+                             inp.grid)
     pairs = (a[is_pair], b[is_pair], over[is_pair], _polygonal(inter[is_pair]))
     is_prev = ~same_year & (over > mins)
     later = np.where(inp.year[a] > inp.year[b], a, b)
@@ -522,11 +815,13 @@ def overlay_inprocess(
         years under review, the user's area unit, ``min_overlap_m2``, ``geos_retries``
         (pairs redone after a GEOS error) and ``geos_failed`` (pairs counted as empty).
     """
-    # Threads: shapely releases the GIL inside GEOS, so chunks of declarations run in
-    # parallel. Measured with bench/farmland_overlay.py on a shared 2-core machine (shapely
-    # 2.2, GEOS 3.14): 20,000 parcels / 17,972 declarations: 1 thread 1.61 s, 2 threads
-    # 1.02 s (geopandas overlay + sjoin 1.41 s); 100,000 / 90,086: 1 thread 10.3 s,
-    # 2 threads 5.6-6.5 s (geopandas 7.8-8.4 s). The pool is kept.
+    # Threads: shapely releases the GIL inside GEOS, and the numba kernels are nogil, so
+    # chunks of declarations run in parallel. Measured with bench/farmland_overlay.py on a
+    # shared 2-core machine (shapely 2.2, GEOS 3.14), 1,000,000 parcels x 1,000,000
+    # declarations (Voronoi cells, convex), 2 threads: GEOS only, the full Overlay took
+    # about 100 s extrapolated from 200,000 (19.8 s, links 11.2 s); with the convex-clip
+    # kernel for areas and pair geometries, 15-17 s best, up to 27 s when the machine is
+    # busy (links alone 3.2 s; geopandas.overlay 72 s extrapolated, PostGIS 64 s).
     n = len(prepared.declarations)
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
@@ -571,6 +866,43 @@ def overlay_inprocess(
         },
         **tables,
     )
+
+
+def link_areas(
+    prepared: Prepared, *, min_overlap_m2: float = 0.01, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``by="geometry"`` links alone, as the overlay computes them (for benchmarks).
+
+    Returns
+    -------
+    declaration, parcel, overlap_m2 : numpy.ndarray
+        Row positions in ``prepared.declarations`` / ``prepared.parcels`` and the area of
+        drawing ∩ parcel, for overlaps above ``min_overlap_m2`` (unsorted).
+    """
+    grid = float(getattr(prepared, "precision_m", 0.0) or _FALLBACK_GRID_M)
+    parcel_geoms = np.asarray(prepared.parcels.geometry.array, dtype=object)
+    geoms = np.asarray(prepared.declarations.geometry.array, dtype=object)
+    drawn = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    tree = shapely.STRtree(parcel_geoms)
+    _unprepare(parcel_geoms)
+    _unprepare(geoms)
+    rings = (_Rings(geoms), _Rings(parcel_geoms))
+    chunks = [c for c in np.array_split(np.flatnonzero(drawn), max(1, -(-len(geoms) // _CHUNK)))
+              if len(c)]
+
+    def run(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d_of, p_of, _, m2 = _pieces(tree, parcel_geoms, geoms, c, _Retries(), grid, rings)
+        keep = m2 > min_overlap_m2
+        return d_of[keep], p_of[keep], m2[keep]
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(run, chunks))
+    else:
+        parts = [run(c) for c in chunks]
+    if not parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
 def _unprepare(geoms: np.ndarray) -> None:
@@ -619,6 +951,7 @@ def _setup(prepared: Prepared, min_overlap_m2: float, pool: ThreadPoolExecutor |
     parcel_tree = shapely.STRtree(parcel_geoms)
     _unprepare(parcel_geoms)
     _unprepare(effective)
+    parcel_rings = _Rings(parcel_geoms)
     return _Inputs(
         ids=decl["declaration_id"].astype(object).to_numpy(),
         applicant_ids=decl["applicant_id"].astype(object).to_numpy(),
@@ -630,8 +963,9 @@ def _setup(prepared: Prepared, min_overlap_m2: float, pool: ThreadPoolExecutor |
         declared_m2=decl["declared_m2"].to_numpy(dtype=np.float64),
         parcel_ids=parcel_ids, parcel_geoms=parcel_geoms,
         parcel_m2=shapely.area(parcel_geoms), parcel_tree=parcel_tree,
-        parcel_overlaps=_overlapping(parcel_geoms, parcel_tree, pool=pool),
-        decl_tree=shapely.STRtree(effective), lu_geoms=lu_geoms, lu_class=lu_class,
+        parcel_overlaps=_overlapping(parcel_geoms, parcel_tree, pool=pool, rings=parcel_rings),
+        decl_tree=shapely.STRtree(effective), decl_rings=_Rings(effective),
+        parcel_rings=parcel_rings, lu_geoms=lu_geoms, lu_class=lu_class,
         lu_classes=np.asarray(classes, dtype=object), lu_tree=lu_tree, lu_overlaps=lu_overlaps,
         min_overlap_m2=min_overlap_m2, grid=grid,
     )
@@ -667,26 +1001,37 @@ def _gather(parts: list[_Part], name: str, i: int, dtype: type = np.int64) -> np
 def _tables(inp: _Inputs, parts: list[_Part]) -> dict[str, pd.DataFrame]:
     """links, pairs, land_use, outside and changes from the chunks' results."""
     ids = inp.ids
+    # The large tables are sorted by integer ranks of the ids (their string order) and their
+    # id columns taken from string arrays converted once.
+    d_rank = pd.factorize(ids, sort=True)[0]
+    d_str = pd.array(ids, dtype=pd.StringDtype())
+
     # links: by geometry from the chunks, by id for declarations without a drawing
     l_decl, l_parcel = _gather(parts, "links", 0), _gather(parts, "links", 1)
     id_decl = np.flatnonzero(inp.by_id)
     id_parcel = inp.parcel_code[id_decl]
+    l_decl, l_parcel = np.concatenate([l_decl, id_decl]), np.concatenate([l_parcel, id_parcel])
+    l_by = np.concatenate([np.zeros(len(l_decl) - len(id_decl), dtype=np.int8),
+                           np.ones(len(id_decl), dtype=np.int8)])  # "geometry" < "id"
+    l_m2 = np.concatenate([_gather(parts, "links", 2, np.float64), inp.parcel_m2[id_parcel]])
+    p_rank = pd.factorize(inp.parcel_ids, sort=True)[0]
+    order = np.lexsort((l_by, p_rank[l_parcel], d_rank[l_decl]))
+    l_decl, l_parcel, l_by, l_m2 = l_decl[order], l_parcel[order], l_by[order], l_m2[order]
     links = pd.DataFrame({
-        "declaration_id": np.concatenate([ids[l_decl], ids[id_decl]]),
-        "parcel_id": np.concatenate([inp.parcel_ids[l_parcel], inp.parcel_ids[id_parcel]]),
-        "overlap_m2": np.concatenate([_gather(parts, "links", 2, np.float64),
-                                      inp.parcel_m2[id_parcel]]),
-        "by": np.concatenate([np.full(len(l_decl), "geometry", dtype=object),
-                              np.full(len(id_decl), "id", dtype=object)]),
+        "declaration_id": d_str.take(l_decl),
+        "parcel_id": pd.array(inp.parcel_ids, dtype=pd.StringDtype()).take(l_parcel),
+        "overlap_m2": l_m2,
+        "by": np.array(["geometry", "id"], dtype=object)[l_by],
     })
 
     # outside: one row per drawn declaration
     covered = np.zeros(len(ids))
     covered[_gather(parts, "covered", 0)] = _gather(parts, "covered", 1, np.float64)
     which = np.flatnonzero(inp.drawn)
+    which = which[np.argsort(d_rank[which], kind="stable")]
     outside_m2 = np.clip(inp.drawn_m2[which] - covered[which], 0.0, None)
     outside = pd.DataFrame({
-        "declaration_id": ids[which],
+        "declaration_id": d_str.take(which),
         "outside_m2": outside_m2,
         "outside_share": outside_m2 / inp.drawn_m2[which],
     })
@@ -694,18 +1039,21 @@ def _tables(inp: _Inputs, parts: list[_Part]) -> dict[str, pd.DataFrame]:
     # pairs, ordered so that declaration_a < declaration_b
     pa, pb = _gather(parts, "pairs", 0), _gather(parts, "pairs", 1)
     over = _gather(parts, "pairs", 2, np.float64)
-    swap = ids[pa].astype(str) > ids[pb].astype(str)
+    swap = d_rank[pa] > d_rank[pb]
     first, second = np.where(swap, pb, pa), np.where(swap, pa, pb)
+    order = np.lexsort((d_rank[second], d_rank[first]))
+    first, second, over = first[order], second[order], over[order]
+    a_str = pd.array(inp.applicant_ids, dtype=pd.StringDtype())
     pairs = pd.DataFrame({
-        "declaration_a": ids[first],
-        "declaration_b": ids[second],
-        "applicant_a": inp.applicant_ids[first],
-        "applicant_b": inp.applicant_ids[second],
+        "declaration_a": d_str.take(first),
+        "declaration_b": d_str.take(second),
+        "applicant_a": a_str.take(first),
+        "applicant_b": a_str.take(second),
         "year": inp.year[first],
         "overlap_m2": over,
         "share_a": over / inp.effective_m2[first],
         "share_b": over / inp.effective_m2[second],
-        "geometry": _gather(parts, "pairs", 3, object),
+        "geometry": _gather(parts, "pairs", 3, object)[order],
     })
 
     u_decl, u_cls = _gather(parts, "land_use", 0), _gather(parts, "land_use", 1)
@@ -716,16 +1064,17 @@ def _tables(inp: _Inputs, parts: list[_Part]) -> dict[str, pd.DataFrame]:
     })
 
     tables = {
-        "links": links.sort_values(["declaration_id", "parcel_id", "by"]),
-        "pairs": pairs.sort_values(["declaration_a", "declaration_b"]),
+        "links": links,  # sorted above, as pairs and outside
+        "pairs": pairs,
         "land_use": land_use.sort_values(["declaration_id", "land_use"]),
-        "outside": outside.sort_values("declaration_id"),
+        "outside": outside,
         "changes": _changes(inp, parts).sort_values("declaration_id"),
     }
     for name, frame in tables.items():
         frame = frame.reset_index(drop=True)
         for col in _ID_COLUMNS.intersection(frame.columns):
-            frame[col] = frame[col].astype(object).astype(pd.StringDtype())
+            if frame[col].dtype != pd.StringDtype():
+                frame[col] = frame[col].astype(object).astype(pd.StringDtype())
         tables[name] = frame.loc[:, [*TABLE_COLUMNS[name]]]
     return tables
 
