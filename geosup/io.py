@@ -67,12 +67,22 @@ from geosup.errors import (
 
 __all__ = [
     "LEDGER_COLUMNS",
+    "PERSONS_READ",
     "REPAIR_COLUMNS",
     "ROW_COLUMN",
     "ReadResult",
     "RejectsLedger",
     "read_table",
 ]
+
+#: How to read the persons registry (DESIGN.md section 3), shared by the checks that use it:
+#: keyword arguments of :func:`read_table`.
+PERSONS_READ: dict[str, Any] = {
+    "required": ("person_id",),
+    "id_column": "person_id",
+    "time_columns": ("died_on", "moved_in_on", "moved_out_on"),
+    "geometry": "none",
+}
 
 logger = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ from geosup.alerts import empty_alerts, make_alerts
 from geosup.config import Settings
 from geosup.crs import metric_crs_for
 from geosup.errors import ConfigError, CRSError, SchemaError, ValidationError
-from geosup.io import LEDGER_COLUMNS, ROW_COLUMN, read_table
+from geosup.io import LEDGER_COLUMNS, PERSONS_READ, ROW_COLUMN, read_table
 from geosup.rules import REGISTRY, Rule, load_builtin_rules, resolve_thresholds
 from imagery.align import AlignedStack, ExtentError, ProgressFn, align
 from imagery.catalog import BandError, Catalog, ImageEntry, band_role, require_bands
@@ -136,12 +136,7 @@ _READ_OPTIONS: dict[str, dict[str, Any]] = {
         "time_columns": ("notice_date",),
         "geometry_optional": True,
     },
-    "persons": {
-        "required": ("person_id",),
-        "id_column": "person_id",
-        "time_columns": ("died_on", "moved_in_on", "moved_out_on"),
-        "geometry": "none",
-    },
+    "persons": dict(PERSONS_READ),
 }
 
 

@@ -50,7 +50,14 @@ from geosup.crs import normalize_area_unit
 from geosup.errors import ConfigError, CRSError
 from geosup.farmland.rules import HIT_COLUMNS, RuleContext
 from geosup.farmland.tables import Overlay
-from geosup.io import LEDGER_COLUMNS, REPAIR_COLUMNS, ROW_COLUMN, ReadResult, read_table
+from geosup.io import (
+    LEDGER_COLUMNS,
+    PERSONS_READ,
+    REPAIR_COLUMNS,
+    ROW_COLUMN,
+    ReadResult,
+    read_table,
+)
 from geosup.rules import REGISTRY, Rule, load_builtin_rules, resolve_thresholds
 
 __all__ = [
@@ -94,12 +101,7 @@ _READ_OPTIONS: dict[str, dict[str, Any]] = {
         "numeric_columns": ("eligible_area",),
     },
     "land_use": {"required": ("land_use", "geometry")},
-    "persons": {
-        "required": ("person_id",),
-        "id_column": "person_id",
-        "time_columns": ("died_on", "moved_in_on", "moved_out_on"),
-        "geometry": "none",
-    },
+    "persons": dict(PERSONS_READ),
 }
 
 
