@@ -1,10 +1,13 @@
 """Benchmark: the in-process farmland overlay beside geopandas and PostGIS, one run, one input.
 
-Builds a city of irregular reference parcels (Voronoi cells of random points, clipped to a
-box, ~2,500 m² each) and as many declarations as parcels: jittered copies (shifted up to
-4 m, scaled by 0.97-1.06, so they overlap neighbours and each other) of 90 % of the
-parcels, and second declarations by other applicants of randomly drawn parcels for the
-rest (double claims). The same prepared layers then go to three engines:
+Builds a city of reference parcels (Voronoi cells of random points, clipped to a box,
+~2,500 m² each; with ``--shape irregular``, the default, every shared edge is densified and
+its inserted vertices displaced by a hash of the edge's sorted endpoints, so the cells turn
+non-convex with ~21 vertices yet still tile the box exactly — see :func:`_wiggle`; with
+``--shape convex`` the plain cells, ~6 vertices) and as many declarations as parcels:
+jittered copies (shifted up to 4 m, scaled by 0.97-1.06, so they overlap neighbours and each
+other) of 90 % of the parcels, and second declarations by other applicants of randomly drawn
+parcels for the rest (double claims). The same prepared layers then go to three engines:
 
 - ours: :func:`geosup.farmland.engine.overlay_inprocess` with 2 threads — the time of the
   ``links`` table alone (declaration ∩ parcel areas) and of the full ``Overlay`` (links,
@@ -25,7 +28,8 @@ relative differences.
 
 Usage::
 
-    python bench/farmland_overlay.py [--n 1000000] [--seed 1] [--geopandas-n 200000]
+    python bench/farmland_overlay.py [--n 1000000] [--seed 1] [--shape irregular|convex]
+                                     [--check] [--geopandas-n 200000]
                                      [--skip-geopandas] [--skip-postgis] [--repeat 1]
 """
 
@@ -57,8 +61,100 @@ CRS = "EPSG:32650"
 X0, Y0 = 400_000.0, 3_400_000.0
 
 
-def city(n: int, seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """``n`` reference parcels (Voronoi cells) and ``n`` jittered declarations."""
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _unit(h: np.ndarray) -> np.ndarray:
+    """uint64 hashes -> floats uniform in [-1, 1)."""
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53) * 2.0 - 1.0
+
+
+def _wiggle(cells: np.ndarray, seed: int, spacing: float = 11.0, bulge: float = 0.14,
+            jitter: float = 0.3, rounds: int = 4) -> np.ndarray:
+    """Voronoi cells made non-convex and vertex-rich, still tiling the plane exactly.
+
+    Every edge gets ``floor(length / spacing)`` (at most 8) inserted vertices: points of the
+    straight edge displaced sideways by a bulge (``bulge`` x length x sin(pi t), one per edge)
+    plus a jitter (``jitter`` x the sub-segment length, one per vertex). Both are a hash of the
+    edge's sorted endpoint pair (rounded to the millimetre) and the vertex's position along
+    the edge, computed in the canonical (sorted) direction, so the two neighbours of an edge
+    get bitwise the same wiggly edge. Edges on the frame (both ends on one side of the box)
+    stay straight. Cells that come out invalid have the amplitude of all their edges halved
+    (for their neighbours too, since it is per edge), up to ``rounds`` times, then zeroed.
+    """
+    coords, idx = shapely.get_coordinates(cells, return_index=True)
+    a, b = coords[:-1], coords[1:]
+    edge = idx[:-1] == idx[1:]                      # row r is the start of an edge of its cell
+    ka = np.round(a * 1000.0).astype(np.int64)
+    kb = np.round(b * 1000.0).astype(np.int64)
+    fwd = (ka[:, 0] < kb[:, 0]) | ((ka[:, 0] == kb[:, 0]) & (ka[:, 1] < kb[:, 1]))
+    klo = np.where(fwd[:, None], ka, kb)
+    khi = np.where(fwd[:, None], kb, ka)
+    h = np.full(len(a), np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) & _M64, np.uint64)
+    for col in (klo[:, 0], klo[:, 1], khi[:, 0], khi[:, 1]):
+        h = _mix(h ^ col.view(np.uint64))
+    lo = klo / 1000.0
+    d = (khi - klo) / 1000.0
+    length = np.hypot(d[:, 0], d[:, 1])
+    on_frame = np.zeros(len(a), bool)
+    for j, (mn, mx) in enumerate(((coords[:, 0].min(), coords[:, 0].max()),
+                                  (coords[:, 1].min(), coords[:, 1].max()))):
+        for v in (mn, mx):
+            on_frame |= (np.abs(a[:, j] - v) < 1e-6) & (np.abs(b[:, j] - v) < 1e-6)
+    k = np.where(edge & ~on_frame & (length > 0),
+                 np.minimum(np.floor(length / spacing), 8), 0).astype(np.int64)
+    k = np.append(k, 0)                             # the last row closes the last ring
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nrm = np.c_[-d[:, 1], d[:, 0]] / length[:, None]
+    # output rows: every input vertex, followed by its edge's inserted vertices
+    start = np.concatenate([[0], np.cumsum(1 + k)[:-1]])
+    total = int((1 + k).sum())
+    out_idx = np.repeat(idx, 1 + k)
+    dest = np.ones(total, bool)                     # output rows of the inserted vertices
+    dest[start] = False
+    r_ins = np.repeat(np.arange(len(k)), k)         # the edge of each inserted vertex
+    j_ins = np.flatnonzero(dest) - start[r_ins]     # 1..k along the cell's ring
+    kk = k[r_ins]
+    jc = np.where(fwd[r_ins], j_ins, kk + 1 - j_ins)  # index in the canonical direction
+    t = jc / (kk + 1.0)
+    hb = h[r_ins]
+    u_bulge = _unit(_mix(hb ^ np.uint64(0x5851F42D4C957F2D)))
+    u_jit = _unit(_mix(hb + jc.astype(np.uint64)))
+    ln = length[r_ins]
+    offset_unit = bulge * ln * np.sin(np.pi * t) * u_bulge + jitter * ln / (kk + 1.0) * u_jit
+    base = lo[r_ins] + t[:, None] * d[r_ins]
+    key_ins = h[r_ins]
+    out = np.empty((total, 2))
+    out[start] = coords
+    amp = np.ones(len(h))                           # per-edge factor, by hash
+    bad_keys = np.empty(0, np.uint64)
+    for rnd in range(rounds + 1):
+        if len(bad_keys):
+            amp[np.isin(h, bad_keys)] *= 0.5 if rnd < rounds else 0.0
+        f = amp[r_ins]
+        out[dest] = base + (offset_unit * f)[:, None] * nrm[r_ins]
+        rings = shapely.linearrings(out, indices=out_idx)
+        result = shapely.polygons(rings)
+        invalid = np.flatnonzero(~shapely.is_valid(result))
+        if len(invalid) == 0:
+            break
+        bad_keys = np.unique(key_ins[np.isin(out_idx[dest], invalid)])
+    return result
+
+
+def city(n: int, seed: int,
+         shape: str = "irregular") -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """``n`` reference parcels (Voronoi cells, wiggled unless ``shape == "convex"``) and
+    ``n`` jittered declarations."""
     rng = np.random.default_rng(seed)
     side = float(np.sqrt(n * 2500.0))
     frame = shapely.box(X0, Y0, X0 + side, Y0 + side)
@@ -66,6 +162,8 @@ def city(n: int, seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     cells = shapely.get_parts(shapely.voronoi_polygons(pts, extend_to=frame))
     cells = shapely.intersection(cells, frame)
     cells = cells[shapely.area(cells) > 1.0]
+    if shape == "irregular":
+        cells = _wiggle(cells, seed)
     parcels = gpd.GeoDataFrame(
         {"parcel_id": [f"P{i:07d}" for i in range(len(cells))],
          "eligible_area": shapely.area(cells) * 0.97},
@@ -237,6 +335,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000,
                         help="reference parcels, and declarations (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shape", choices=("convex", "irregular"), default="irregular",
+                        help="parcels: plain Voronoi cells (convex, ~6 vertices) or the cells "
+                             "with wiggly shared edges (non-convex, ~21 vertices; default)")
+    parser.add_argument("--check", action="store_true",
+                        help="check the parcels: all valid, union area = box area (1e-9)")
     parser.add_argument("--workers", type=int, default=2, help="threads of our engine")
     parser.add_argument("--repeat", type=int, default=1, help="runs of our engine (best shown)")
     parser.add_argument("--geopandas-n", type=int, default=None,
@@ -248,11 +351,26 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     t0 = time.perf_counter()
-    declarations, parcels = city(args.n, args.seed)
+    declarations, parcels = city(args.n, args.seed, args.shape)
     t1 = time.perf_counter()
-    print(f"city: {len(parcels):,} parcels, {len(declarations):,} declarations, "
-          f"{int(shapely.get_num_coordinates(parcels.geometry.array).mean())} vertices per "
-          f"parcel on average ({t1 - t0:.1f} s to build)", flush=True)
+    g = parcels.geometry.array
+    nv = shapely.get_num_coordinates(g) - 1
+    convex = shapely.area(g) >= shapely.area(shapely.convex_hull(g)) * (1 - 1e-12)
+    print(f"city ({args.shape}): {len(parcels):,} parcels, {len(declarations):,} declarations, "
+          f"{nv.mean():.1f} vertices per parcel on average (5-95 %: "
+          f"{np.percentile(nv, 5):.0f}-{np.percentile(nv, 95):.0f}), {convex.mean():.1%} convex "
+          f"({t1 - t0:.1f} s to build)", flush=True)
+    if args.check:
+        t0 = time.perf_counter()
+        side = float(np.sqrt(args.n * 2500.0))
+        box = side * side
+        union = shapely.union_all(g)
+        print(f"check: parcels valid {bool(shapely.is_valid(g).all())}, declarations valid "
+              f"{bool(shapely.is_valid(declarations.geometry.array).all())}; sum of parcel "
+              f"areas vs box {_rel(float(shapely.area(g).sum()), box):.1e}, union area vs box "
+              f"{_rel(union.area, box):.1e} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        del union
+    del g
 
     t0 = time.perf_counter()
     prepared = prepare(declarations, parcels, area_unit="m2", crs=CRS)
