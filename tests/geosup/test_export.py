@@ -9,7 +9,6 @@ index reorders them and GeoPackage adds its own FIDs.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -43,7 +42,6 @@ ALL_FORMATS = [pytest.param(f, marks=pytest.mark.postgis) if f == "postgis" else
 SUFFIX = {"gpkg": ".gpkg", "fgb": ".fgb", "parquet": ".parquet", "geojson": ".geojson",
           "shp": ".shp.zip"}
 NOW = pd.Timestamp("2026-02-03 08:15:42.654321", tz="UTC")
-HAS_POSTGIS_STORE = importlib.util.find_spec("geosup.store.postgis") is not None
 
 
 # --------------------------------------------------------------------------- data
@@ -219,8 +217,6 @@ def assert_same_layer(expected: gpd.GeoDataFrame, got: gpd.GeoDataFrame, *, fmt:
 
 def _target(fmt: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> str | Path:
     if fmt == "postgis":
-        if not HAS_POSTGIS_STORE:
-            pytest.skip("geosup.store.postgis (write_database_table) is not written yet")
         return f"{request.getfixturevalue('postgis_url')}#public.{name}"
     return tmp_path / f"{name}{SUFFIX[fmt]}"
 
@@ -470,7 +466,6 @@ def test_postgis_needs_a_table(alerts: gpd.GeoDataFrame) -> None:
 
 
 @pytest.mark.postgis
-@pytest.mark.skipif(not HAS_POSTGIS_STORE, reason="geosup.store.postgis is not written yet")
 def test_postgis_schema_layer_and_overwrite(alerts: gpd.GeoDataFrame, postgis_url: str) -> None:
     target = export_layer(alerts, f"{postgis_url}#geosup_export.alerts")
     assert target == f"{postgis_url}#geosup_export.alerts"

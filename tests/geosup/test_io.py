@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 import zipfile
@@ -39,11 +38,9 @@ URBANA = "trajectories/urbana_fleet_fuel_card_transactions_2017.csv"
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    """``../shared/data`` beside the checkout (real third-party data)."""
-    if not DATA.is_dir():
-        pytest.skip(f"real test data not found at {DATA} (../shared/data beside the checkout)")
-    return DATA
+def data(shared_data: Path) -> Path:
+    """``../shared/data`` beside the checkout (skips only when it is absent)."""
+    return shared_data
 
 
 def check_invariant(result: ReadResult) -> None:
@@ -899,15 +896,8 @@ def test_read_result_invariant_is_enforced() -> None:
 
 @pytest.mark.postgis
 def test_postgresql_table(request: pytest.FixtureRequest, data: Path) -> None:
-    store = pytest.importorskip("geosup.store", reason="geosup.store is not written yet")
-    if not hasattr(store, "read_database_table") or not hasattr(store, "write_database_table"):
-        pytest.skip("geosup.store has no read_database_table/write_database_table yet")
-    try:
-        import geosup.store.postgis  # noqa: F401
-    except ImportError as err:
-        pytest.skip(f"geosup.store.postgis is not available yet ({err})")
-    if shutil.which("pg_ctl") is None and not Path("/usr/lib/postgresql").is_dir():
-        pytest.skip("PostgreSQL server binaries are not installed")
+    from geosup import store
+
     url = request.getfixturevalue("postgis_url")
     stops = read_table(data / "trajectories/bus304_limerick_stops.gpkg").frame
     stops = stops.drop(columns="_row")

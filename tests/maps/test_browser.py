@@ -30,7 +30,7 @@ REVIEW = "window.geosupReview.maps[0]"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from playwright import sync_api
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found; run `make test` (it installs Debian's chromium)")
     with sync_api.sync_playwright() as p:

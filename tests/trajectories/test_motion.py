@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import movingpandas as mpd
 import numpy as np
 import pandas as pd
 import pyproj
@@ -26,8 +27,6 @@ from trajectories.motion import (
     vehicle_index,
 )
 from trajectories.mpd import to_trajectory_collection
-
-mpd = pytest.importorskip("movingpandas")
 
 TRAJ = "trajectories"
 UTC = "UTC"

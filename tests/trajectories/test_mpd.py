@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import movingpandas as mpd
 import numpy as np
 import pandas as pd
 import pyproj
@@ -14,8 +15,6 @@ from geosup.io import read_table
 from trajectories.fixes import clean_fixes
 from trajectories.motion import detect_stops, track_from_fixes
 from trajectories.mpd import from_trajectory_collection, to_trajectory_collection
-
-mpd = pytest.importorskip("movingpandas")
 
 
 def small_track():

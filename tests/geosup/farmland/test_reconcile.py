@@ -194,8 +194,7 @@ def _same_evidence(a: dict, b: dict, path: str = "") -> None:
 
 @pytest.mark.postgis
 def test_both_engines_give_the_same_alerts(nl_parcels, postgis_url):
-    psycopg = pytest.importorskip("psycopg")
-    pytest.importorskip("geosup.farmland.engine_postgis")
+    import psycopg
     declarations = _nl_declarations(nl_parcels)
     parcels = nl_parcels.drop(columns=["type"])
     here = reconcile(declarations, parcels, area_unit="ha")
