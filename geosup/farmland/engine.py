@@ -81,6 +81,11 @@ _CHUNK = 2000
 #: ``ST_Subdivide``).
 SUBDIVIDE_VERTICES = 256
 _FALLBACK_GRID_M = 0.01
+#: Kernel areas at or below this (m²) are rounding crumbs of pairs that touch or are apart.
+_CRUMB_M2 = 1e-9
+#: Overlaps of two reference parcels (or land-use polygons) at or below this (m²) are taken
+#: as none when deciding whether their areas may simply be added.
+_SHARED_M2 = 1e-3
 _ID_COLUMNS = frozenset({"declaration_id", "parcel_id", "declaration_a", "declaration_b",
                          "applicant_a", "applicant_b", "previous_id", "land_use"})
 
@@ -141,25 +146,66 @@ def _intersection(a: np.ndarray, b: np.ndarray, retries: _Retries, grid: float) 
 
 
 class _Rings:
-    """Exterior rings of simple polygons as flat coordinate arrays, for the convex-clip
-    kernel: ``simple`` (a Polygon without holes, at least 3 distinct vertices), ``convex``
-    and the orientation ``sign`` (+1 counter-clockwise, -1 clockwise)."""
+    """Rings of polygonal geometries as flat coordinate arrays, for the area kernels.
+
+    Coordinates of simple polygons (a Polygon without holes) come first, geometry by
+    geometry (``offset``: for the convex-clip kernel), then the rings of the other
+    Polygons and MultiPolygons. The ring table lists every ring of geometry ``g`` at
+    ``ring_start/ring_end[roff[g]:roff[g + 1]]`` with its weight ``ring_w``: +1 or -1 (the
+    ring's orientation times +1 for a shell and -1 for a hole), 0 for a ring without area.
+    ``simple``, ``convex`` and the orientation ``sign`` describe simple polygons; ``polygonal``
+    marks non-empty Polygons and MultiPolygons (every ring kernel applies); ``box`` holds the
+    bounds."""
 
     def __init__(self, geoms: np.ndarray) -> None:
         geoms = np.asarray(geoms, dtype=object)
-        simple = ((shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON)
-                  & (shapely.get_num_interior_rings(geoms) == 0) & ~shapely.is_empty(geoms))
+        n = len(geoms)
+        kind = shapely.get_type_id(geoms)
+        nonempty = ~shapely.is_empty(geoms) & ~shapely.is_missing(geoms)
+        polygon = kind == shapely.GeometryType.POLYGON
+        self.polygonal = nonempty & (polygon | (kind == shapely.GeometryType.MULTIPOLYGON))
+        simple = polygon & nonempty & (shapely.get_num_interior_rings(geoms) == 0)
         # A polygon without holes: its coordinates are those of its exterior ring.
         xy, owner = shapely.get_coordinates(np.where(simple, geoms, None), return_index=True)
-        counts = np.bincount(owner, minlength=len(geoms))
+        counts = np.bincount(owner, minlength=n)
         self.offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.x = np.ascontiguousarray(xy[:, 0])
-        self.y = np.ascontiguousarray(xy[:, 1])
-        self.sign, convex = _ring_shape(self.x, self.y, self.offset)
+        self.sign, convex = _ring_shape(np.ascontiguousarray(xy[:, 0]),
+                                        np.ascontiguousarray(xy[:, 1]), self.offset)
         self.simple = simple & (counts >= 4) & (self.sign != 0)
         self.convex = self.simple & convex
-        self.convex_share = float(self.convex.mean()) if len(geoms) else 0.0
         self.max_vertices = int(counts.max()) if len(counts) else 0
+        # Ring table: one ring per simple polygon, then the rings of the others.
+        s_own = np.flatnonzero(simple)
+        r_own, r_start, r_end, r_w = [s_own], [self.offset[s_own]], [self.offset[s_own + 1]], \
+            [self.sign[s_own].astype(np.int8)]
+        other = np.flatnonzero(self.polygonal & ~simple)
+        if len(other):
+            parts, p_of = shapely.get_parts(geoms[other], return_index=True)
+            rings, ring_part = shapely.get_rings(parts, return_index=True)
+            shell = np.ones(len(rings), dtype=bool)
+            shell[1:] = ring_part[1:] != ring_part[:-1]
+            rxy, r_of = shapely.get_coordinates(rings, return_index=True)
+            r_counts = np.bincount(r_of, minlength=len(rings))
+            r_off = np.concatenate([[0], np.cumsum(r_counts)]).astype(np.int64)
+            r_sign, _ = _ring_shape(np.ascontiguousarray(rxy[:, 0]),
+                                    np.ascontiguousarray(rxy[:, 1]), r_off)
+            base = len(xy)
+            xy = np.concatenate([xy, rxy])
+            r_own.append(other[p_of[ring_part]])
+            r_start.append(r_off[:-1] + base)
+            r_end.append(r_off[1:] + base)
+            r_w.append((r_sign * np.where(shell, 1, -1)).astype(np.int8))
+            self.max_vertices = max(self.max_vertices, int(r_counts.max()))
+        own = np.concatenate(r_own)
+        order = np.argsort(own, kind="stable")
+        self.ring_start = np.concatenate(r_start).astype(np.int64)[order]
+        self.ring_end = np.concatenate(r_end).astype(np.int64)[order]
+        self.ring_w = np.concatenate(r_w)[order]
+        self.roff = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))]).astype(
+            np.int64)
+        self.x = np.ascontiguousarray(xy[:, 0])
+        self.y = np.ascontiguousarray(xy[:, 1])
+        self.box = np.ascontiguousarray(shapely.bounds(geoms))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -286,6 +332,142 @@ def _clip_area(
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _half_plane(px: np.ndarray, py: np.ndarray, m: int, qx: np.ndarray, qy: np.ndarray,
+                x1: float, y1: float, ex: float, ey: float) -> int:
+    """Sutherland-Hodgman step: the closed polyline ``p[:m]`` clipped to the left of the
+    directed line through (x1, y1) along (ex, ey), written to ``q``; its vertex count, or -1
+    if ``q`` would overflow."""
+    cap = len(qx)
+    k = 0
+    prevx, prevy = px[m - 1], py[m - 1]
+    dprev = ex * (prevy - y1) - ey * (prevx - x1)
+    for i in range(m):
+        curx, cury = px[i], py[i]
+        dcur = ex * (cury - y1) - ey * (curx - x1)
+        if k + 2 > cap:
+            return -1
+        if dcur >= 0.0:
+            if dprev < 0.0 and dcur > 0.0:  # (at dcur == 0 the crossing is cur)
+                f = dprev / (dprev - dcur)
+                qx[k] = prevx + f * (curx - prevx)
+                qy[k] = prevy + f * (cury - prevy)
+                k += 1
+            qx[k] = curx
+            qy[k] = cury
+            k += 1
+        elif dprev > 0.0:
+            f = dprev / (dprev - dcur)
+            qx[k] = prevx + f * (curx - prevx)
+            qy[k] = prevy + f * (cury - prevy)
+            k += 1
+        prevx, prevy, dprev = curx, cury, dcur
+    return k
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _box_outside(x1: float, y1: float, ex: float, ey: float,
+                 xmin: float, ymin: float, xmax: float, ymax: float) -> bool:
+    """Whether the box lies wholly to the right of the directed line through (x1, y1) along
+    (ex, ey) (then nothing of it survives that half-plane)."""
+    return (ex * (ymin - y1) - ey * (xmin - x1) < 0.0 and ex * (ymax - y1) - ey * (xmin - x1) < 0.0
+            and ex * (ymin - y1) - ey * (xmax - x1) < 0.0
+            and ex * (ymax - y1) - ey * (xmax - x1) < 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fan_area(
+    ax: np.ndarray, ay: np.ndarray, a_start: np.ndarray, a_end: np.ndarray, a_w: np.ndarray,
+    a_roff: np.ndarray, a_box: np.ndarray, a_idx: np.ndarray,
+    bx: np.ndarray, by: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, b_w: np.ndarray,
+    b_roff: np.ndarray, b_idx: np.ndarray, cap: int,
+) -> np.ndarray:
+    """Area of polygonal geometry a ∩ polygonal geometry b for each pair, any shapes.
+
+    The indicator of b is a signed sum of triangles fanned from one point o over b's edges
+    (+ for a counter-clockwise triangle, - for a clockwise one, times the ring's weight), so
+    area(a ∩ b) = Σ ± area(a ∩ triangle), and each a ∩ triangle is a's rings clipped by the
+    triangle's three half-planes (Sutherland-Hodgman keeps the signed area of a ring clipped
+    by a convex region exactly). Only triangles whose bounding box meets a's are clipped. No
+    topological decision is taken, so the result is continuous in the coordinates: shared or
+    overlapping edges need no special case. Coordinates are local to o. NaN when a buffer of
+    ``cap`` vertices would overflow (the caller then uses GEOS)."""
+    n = len(a_idx)
+    out = np.empty(n)
+    bufs = np.empty((6, cap))
+    for t in range(n):
+        ga, gb = a_idx[t], b_idx[t]
+        if b_roff[gb] == b_roff[gb + 1] or a_roff[ga] == a_roff[ga + 1]:
+            out[t] = 0.0
+            continue
+        # The fan's origin: the vertex of b's first ring farthest from the centre of a's
+        # bounding box, so that only the triangles of b's edges near a reach a's box.
+        cx = (a_box[ga, 0] + a_box[ga, 2]) / 2.0
+        cy = (a_box[ga, 1] + a_box[ga, 3]) / 2.0
+        r0 = b_roff[gb]
+        ox, oy, far = bx[b_start[r0]], by[b_start[r0]], -1.0
+        for c in range(b_start[r0], b_end[r0] - 1):
+            dd = (bx[c] - cx) ** 2 + (by[c] - cy) ** 2
+            if dd > far:
+                ox, oy, far = bx[c], by[c], dd
+        xmin, ymin = a_box[ga, 0] - ox, a_box[ga, 1] - oy
+        xmax, ymax = a_box[ga, 2] - ox, a_box[ga, 3] - oy
+        total = 0.0
+        overflow = False
+        for ra in range(a_roff[ga], a_roff[ga + 1]):
+            wa = a_w[ra]
+            if wa == 0:
+                continue
+            s, e = a_start[ra], a_end[ra] - 1
+            m0 = e - s
+            if 4 * m0 + 8 > cap:
+                overflow = True
+                break
+            base_x, base_y, px, py, qx, qy = bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5]
+            for i in range(m0):
+                base_x[i] = ax[s + i] - ox
+                base_y[i] = ay[s + i] - oy
+            for rb in range(b_roff[gb], b_roff[gb + 1]):
+                wb = b_w[rb]
+                if wb == 0:
+                    continue
+                for c in range(b_start[rb], b_end[rb] - 1):
+                    x1, y1 = bx[c] - ox, by[c] - oy
+                    x2, y2 = bx[c + 1] - ox, by[c + 1] - oy
+                    cr = x1 * y2 - y1 * x2
+                    if cr == 0.0:
+                        continue
+                    if (min(0.0, x1, x2) > xmax or max(0.0, x1, x2) < xmin
+                            or min(0.0, y1, y2) > ymax or max(0.0, y1, y2) < ymin):
+                        continue
+                    if cr < 0.0:  # the counter-clockwise triangle o, (x1, y1), (x2, y2)
+                        x1, y1, x2, y2 = x2, y2, x1, y1
+                    if (_box_outside(0.0, 0.0, x1, y1, xmin, ymin, xmax, ymax)
+                            or _box_outside(x2, y2, -x2, -y2, xmin, ymin, xmax, ymax)
+                            or _box_outside(x1, y1, x2 - x1, y2 - y1, xmin, ymin, xmax, ymax)):
+                        continue
+                    # o -> v1, then v2 -> o, then v1 -> v2
+                    m = _half_plane(base_x, base_y, m0, qx, qy, 0.0, 0.0, x1, y1)
+                    if m > 0:
+                        m = _half_plane(qx, qy, m, px, py, x2, y2, -x2, -y2)
+                    if m > 0:
+                        m = _half_plane(px, py, m, qx, qy, x1, y1, x2 - x1, y2 - y1)
+                    if m < 0:
+                        overflow = True
+                        break
+                    area = 0.0
+                    for i in range(m):
+                        j = i + 1 if i + 1 < m else 0
+                        area += qx[i] * qy[j] - qx[j] * qy[i]
+                    total += area if (cr > 0.0) == (wa * wb > 0) else -area
+                if overflow:
+                    break
+            if overflow:
+                break
+        out[t] = np.nan if overflow else total / 2.0
+    return out
+
+
 _NO_START = np.empty(0, dtype=np.int64)
 _NO_XY = np.empty(0)
 
@@ -317,13 +499,15 @@ def _fast_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.n
 
 
 def _fast_areas(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndarray:
-    """Area of geometry ``a[i]`` of ``ra`` ∩ geometry ``b[i]`` of ``rb`` where one of the two
-    is convex and both are simple polygons; NaN where the kernel does not apply."""
+    """Area of geometry ``a[i]`` of ``ra`` ∩ geometry ``b[i]`` of ``rb``: the convex-clip
+    kernel where one of the two is a convex simple polygon, the fan kernel for any other
+    pair of Polygons and MultiPolygons; NaN for other geometry types and where a kernel
+    buffer would overflow (the caller then uses GEOS)."""
     out = np.full(len(a), np.nan)
     ok = ra.simple[a] & rb.simple[b]
     b_clips = ok & rb.convex[b]
     a_clips = ok & ~b_clips & ra.convex[a]
-    cap = 4 * (ra.max_vertices + rb.max_vertices) + 16
+    cap = 8 * (ra.max_vertices + rb.max_vertices) + 16
     if b_clips.any():
         out[b_clips] = _clip_area(ra.x, ra.y, ra.offset, a[b_clips],
                                   rb.x, rb.y, rb.offset, rb.sign, b[b_clips], cap,
@@ -332,6 +516,11 @@ def _fast_areas(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndar
         out[a_clips] = _clip_area(rb.x, rb.y, rb.offset, b[a_clips],
                                   ra.x, ra.y, ra.offset, ra.sign, a[a_clips], cap,
                                   _NO_START, _NO_XY, _NO_XY, _NO_START)
+    fan = ~(b_clips | a_clips) & ra.polygonal[a] & rb.polygonal[b]
+    if fan.any():
+        out[fan] = _fan_area(ra.x, ra.y, ra.ring_start, ra.ring_end, ra.ring_w, ra.roff, ra.box,
+                             a[fan], rb.x, rb.y, rb.ring_start, rb.ring_end, rb.ring_w, rb.roff,
+                             b[fan], cap)
     return out
 
 
@@ -341,31 +530,20 @@ def _candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (``idx`` position of the geometry, tree index, area of the overlap) of
     geometries ``geoms[idx]`` and tree geometries that may share interior: bounding-box
-    pairs measured by the convex-clip kernel (dropped at an area of exactly 0); pairs out of
-    the kernel's reach have a NaN area and are kept only if GEOS says they intersect.
-
-    When most polygons on both sides are not convex (real parcels often are not), the
-    tree's ``intersects`` query (which prepares each query geometry) filters first."""
-    if len(idx) and rings.convex[idx].mean() < 0.5 and tree_rings.convex_share < 0.5:
-        q = _query(tree, geoms[idx])
-        a, b = idx[q[0]], q[1]
-        m2 = _fast_areas(rings, a, tree_rings, b)
-        keep = ~(m2 == 0.0)
-        return a[keep], b[keep], m2[keep]
+    pairs measured by the area kernels (dropped at an area of at most 1e-9 m², rounding
+    crumbs of pairs that only touch or are apart); pairs out of the kernels' reach have a
+    NaN area and are kept only if GEOS says they intersect."""
     q = tree.query(geoms[idx])
     a, b = idx[q[0]], q[1]
     m2 = _fast_areas(rings, a, tree_rings, b)
     slow = np.isnan(m2)
+    keep = ~(np.abs(m2) <= _CRUMB_M2)
     if slow.any():
         try:
             hit = shapely.intersects(geoms[a[slow]], tree_geoms[b[slow]])
         except GEOSException:  # let the overlay (and its retries) decide
             hit = np.ones(int(slow.sum()), dtype=bool)
-        keep = ~slow
-        keep[np.flatnonzero(slow)[hit]] = True
-    else:
-        keep = np.ones(len(a), dtype=bool)
-    keep &= ~(m2 == 0.0)
+        keep[np.flatnonzero(slow)[~hit]] = False
     return a[keep], b[keep], m2[keep]
 
 
@@ -404,22 +582,21 @@ def _overlapping(
 ) -> np.ndarray:
     """Which geometries share interior with another one (of the same group, if given).
 
-    With ``rings``, pairs of bounding boxes are first measured by the convex-clip kernel:
-    an overlap above 1e-3 m² (far above the kernel's rounding) is shared interior, an
-    overlap of exactly 0 is none (at most rounding crumbs), and only the other pairs go to
-    GEOS ``relate``."""
-    bbox_only = rings is not None and rings.convex_share >= 0.5
-    q = tree.query(geoms) if bbox_only else _query(tree, geoms)
+    With ``rings``, pairs of bounding boxes are measured by the area kernels: an overlap
+    above ``_SHARED_M2`` (1e-3 m², far above the kernels' rounding) is shared interior, a
+    smaller one is none (rounding crumbs, or a sliver too small to matter for adding
+    areas), and only the pairs out of the kernels' reach go to GEOS ``relate``."""
+    q = tree.query(geoms) if rings is not None else _query(tree, geoms)
     q = q[:, q[0] < q[1]]
     if groups is not None:
         q = q[:, groups[q[0]] == groups[q[1]]]
     flag = np.zeros(len(geoms), dtype=bool)
     if rings is not None:
         fa = _fast_areas(rings, q[0], rings, q[1])
-        sure = fa > 1e-3
+        sure = fa > _SHARED_M2
         flag[q[0][sure]] = True
         flag[q[1][sure]] = True
-        q = q[:, ~(sure | (fa == 0.0))]
+        q = q[:, np.isnan(fa)]
 
     def relate(sel: np.ndarray) -> np.ndarray:
         try:
