@@ -611,11 +611,20 @@ def test_fan_kernel_equals_geos_on_random_shapes(a, b, flip):
     if shapely.get_type_id(ga) not in (3, 6) or shapely.get_type_id(gb) not in (3, 6):
         return
     ra, rb = engine._Rings(a_arr), engine._Rings(b_arr)
-    fast = engine._fast_areas(ra, np.array([0]), rb, np.array([0]))[0]
+    i = np.array([0])
+    fast = engine._fast_areas(ra, i, rb, i)[0]
+    # both kernels on their own: Green's (first choice) and the fan (its fallback)
+    args = (ra.x, ra.y, ra.ring_start, ra.ring_end, ra.ring_w, ra.roff, ra.box, i,
+            rb.x, rb.y, rb.ring_start, rb.ring_end, rb.ring_w, rb.roff)
+    fan = engine._fan_area(*args, i, 400)[0]
+    green = engine._green_area(*args, rb.box, i, 400, 8)[0]
     # GEOS's reference in local coordinates (at 700 km its own rounding reaches 1e-4 m²
     # on such stars; ours works locally)
     la, lb = (affinity.translate(g, -700_000, -4_000_000) for g in (ga, gb))
-    assert fast == pytest.approx(la.intersection(lb).area, rel=1e-9, abs=1e-6)
+    want = la.intersection(lb).area
+    assert fast == pytest.approx(want, rel=1e-9, abs=1e-6)
+    assert fan == pytest.approx(want, rel=1e-9, abs=1e-6)
+    assert np.isnan(green) or green == pytest.approx(want, rel=1e-9, abs=1e-6)
 
 
 def test_fan_kernel_shared_edges_and_containment():
