@@ -218,9 +218,10 @@ def _ring_shape(x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> tuple[np.nd
         s, e = offset[g], offset[g + 1] - 1  # the last vertex repeats the first
         if e - s < 3:
             continue
-        area = 0.0
+        area = 0.0  # shoelace in local coordinates: no cancellation at 10^6 m
+        x0, y0 = x[s], y[s]
         for i in range(s, e):
-            area += x[i] * y[i + 1] - x[i + 1] * y[i]
+            area += (x[i] - x0) * (y[i + 1] - y0) - (x[i + 1] - x0) * (y[i] - y0)
         if area == 0.0:
             continue
         sg = 1 if area > 0 else -1
@@ -969,9 +970,9 @@ def _overlap_rings(
             if cnt > cap:
                 rings_of[t] = -1
                 continue
-            for i in range(cnt):
-                out_x[s0 + i] = src_x[i] + ox
-                out_y[s0 + i] = src_y[i] + oy
+            for i in range(cnt):  # clockwise, like GEOS output
+                out_x[s0 + i] = src_x[cnt - 1 - i] + ox
+                out_y[s0 + i] = src_y[cnt - 1 - i] + oy
             lens[0] = cnt
             rings_of[t] = 1
             continue
@@ -990,7 +991,11 @@ def _overlap_rings(
                 for i in range(left):
                     j = i + 1 if i + 1 < left else 0
                     area += out_x[w + i] * out_y[w + j] - out_x[w + j] * out_y[w + i]
-                if area > 0.0:
+                if area > 0.0:  # written clockwise, like GEOS output
+                    for i in range(left // 2):
+                        j = left - 1 - i
+                        out_x[w + i], out_x[w + j] = out_x[w + j], out_x[w + i]
+                        out_y[w + i], out_y[w + j] = out_y[w + j], out_y[w + i]
                     for i in range(left):
                         out_x[w + i] += ox
                         out_y[w + i] += oy
@@ -1051,7 +1056,6 @@ def _crossing_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray,
     ok[present] = shapely.is_valid(geoms[present])
     got_m2 = shapely.area(geoms)
     ok &= np.abs(got_m2 - expected_m2[sel]) <= 1e-6 + 1e-9 * np.abs(expected_m2[sel])
-    geoms[ok] = shapely.orient_polygons(geoms[ok], exterior_cw=True)
     out[sel[ok]] = geoms[ok]
     return out
 
@@ -1090,14 +1094,19 @@ def _fast_areas(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndar
 def _candidates(
     tree: shapely.STRtree, geoms: np.ndarray, idx: np.ndarray, rings: _Rings,
     tree_geoms: np.ndarray, tree_rings: _Rings,
+    wanted: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (``idx`` position of the geometry, tree index, area of the overlap) of
     geometries ``geoms[idx]`` and tree geometries that may share interior: bounding-box
-    pairs measured by the area kernels (dropped at an area of at most 1e-9 m², rounding
-    crumbs of pairs that only touch or are apart); pairs out of the kernels' reach have a
-    NaN area and are kept only if GEOS says they intersect."""
+    pairs (those ``wanted(a, b)`` says, if given) measured by the area kernels (dropped at
+    an area of at most 1e-9 m², rounding crumbs of pairs that only touch or are apart);
+    pairs out of the kernels' reach have a NaN area and are kept only if GEOS says they
+    intersect."""
     q = tree.query(geoms[idx])
     a, b = idx[q[0]], q[1]
+    if wanted is not None:
+        sel = wanted(a, b)
+        a, b = a[sel], b[sel]
     m2 = _fast_areas(rings, a, tree_rings, b)
     slow = np.isnan(m2)
     keep = ~(np.abs(m2) <= _CRUMB_M2)
@@ -1472,18 +1481,15 @@ def _chunk(inp: _Inputs, idx: np.ndarray) -> _Part:
                                      retries, inp.grid, piece_m2))
 
     # Declarations against declarations: pairs (same year) and previous-year matches.
+    def wanted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Each pair once; the same year, or the same applicant's drawings a year apart."""
+        consecutive = ((np.abs(inp.year[a] - inp.year[b]) == 1)
+                       & (inp.applicant[a] == inp.applicant[b]) & inp.drawn[a] & inp.drawn[b])
+        return (a < b) & ((inp.year[a] == inp.year[b]) | consecutive)
+
     a, b, over = _candidates(inp.decl_tree, inp.effective, idx, inp.decl_rings,
-                             inp.effective, inp.decl_rings)
-    keep = a < b
-    a, b, over = a[keep], b[keep], over[keep]
+                             inp.effective, inp.decl_rings, wanted)
     same_year = inp.year[a] == inp.year[b]
-    consecutive = (
-        (np.abs(inp.year[a] - inp.year[b]) == 1)
-        & (inp.applicant[a] == inp.applicant[b])
-        & inp.drawn[a] & inp.drawn[b]
-    )
-    sel = same_year | consecutive
-    a, b, same_year, over = a[sel], b[sel], same_year[sel], over[sel]
     # Areas from the convex-clip kernel where it applies; the overlap geometry (GEOS) only
     # for the pairs found.
     inter = np.full(len(a), None, dtype=object)
