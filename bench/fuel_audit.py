@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import sys
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{n_fixes:,} fixes in {files:,} GeoParquet files ({size / 2**20:,.0f} MiB), "
           f"{len(tx):,} transactions; written in {time.perf_counter() - t_gen:.1f} s")
 
+    load0 = os.getloadavg()
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=_ours, args=(str(root), str(inputs), args.max_fixes, queue))
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(after imports and warm-up {ours['rss_before_kib'] / 2**20:.2f} GiB); "
           f"CPU {ours['cpu_seconds']:.2f} s (user + system, all threads: on a shared machine "
           "the wall time also counts other processes)")
+    load1 = os.getloadavg()
+    print(f"      machine load (1-min average) before / after: {load0[0]:.2f} / {load1[0]:.2f} "
+          f"on {os.cpu_count()} CPUs (other processes slow the wall time down)")
     print(f"      alerts per rule: {ours['alerts']}")
     print(f"      rejected rows: {ours['rejected']}")
 

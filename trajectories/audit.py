@@ -31,7 +31,13 @@ Streaming: ``fixes`` may be an iterable of partitions (one DataFrame per vehicle
 example from :func:`read_fixes_partitions`). Each partition is processed as it comes, together
 with a short *tail* of the previous fixes of the same vehicles (what the pending transactions
 need), so memory stays bounded by a partition, and the results equal those of the
-all-at-once path. Each vehicle's partitions must come in time order.
+all-at-once path. Each vehicle's partitions must come in time order. The partitions are pulled
+in the calling thread; each is cleaned and projected in a worker thread while the previous one
+is measured (a two-stage pipeline: the numba kernels of both stages release the GIL). For a
+transverse Mercator metric CRS (UTM, CGCS2000 Gauss-Krüger: what
+:func:`geosup.crs.metric_crs_for` picks) the projection is a numba port of PROJ's
+``+approx`` series (:func:`_tmerc_kernel`, checked against PROJ when first used); other CRSs
+go through PROJ.
 
 Examples
 --------
@@ -72,6 +78,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import geopandas as gpd
+import numba
 import numpy as np
 import pandas as pd
 import pyproj
@@ -480,7 +487,7 @@ def _read_file(file: Path, mapping: Mapping[str, str]) -> dict[str, Any]:
         data["vehicle_id"] = np.asarray(table.column(mapping["vehicle_id"]).to_numpy(
             zero_copy_only=False), dtype=object)
     else:
-        hive = {k: v for part in file.resolve().parent.parts
+        hive = {k: v for part in file.absolute().parent.parts
                 for k, _, v in [part.partition("=")] if "=" in part}
         if "vehicle_id" not in hive:
             msg = f"{file}: no vehicle_id column and no vehicle_id=… partition directory"
@@ -560,16 +567,10 @@ def _ns(times: Any) -> np.ndarray:
 def _block_search(t: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: np.ndarray,
                   side: str) -> np.ndarray:
     """Vectorised ``searchsorted`` of ``q[i]`` inside ``t[lo[i]:hi[i]]`` (absolute index)."""
-    lo = lo.astype(np.int64, copy=True)
-    hi = hi.astype(np.int64, copy=True)
-    active = np.flatnonzero(lo < hi)
-    while active.size:
-        mid = (lo[active] + hi[active]) >> 1
-        go = t[mid] <= q[active] if side == "right" else t[mid] < q[active]
-        lo[active[go]] = mid[go] + 1
-        hi[active[~go]] = mid[~go]
-        active = active[lo[active] < hi[active]]
-    return lo
+    lo = np.ascontiguousarray(lo, dtype=np.int64)
+    hi = np.maximum(np.ascontiguousarray(hi, dtype=np.int64), lo)
+    q = np.ascontiguousarray(np.broadcast_to(np.asarray(q, dtype=np.int64), lo.shape))
+    return motion._search_kernel(t, lo, hi, q, side == "right")
 
 
 def _gather(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -591,6 +592,13 @@ class _Params:
     crs: pyproj.CRS | None
     month_edges: np.ndarray  # UTC ns of local month starts, sorted
     month_labels: np.ndarray  # "YYYY-MM" for each edge
+
+
+def _no_fixes() -> dict[str, np.ndarray]:
+    """The carried fixes of :class:`_Motion` when there are none."""
+    return {"vid": np.empty(0, dtype=object), "t": np.empty(0, dtype=np.int64),
+            "lon": np.empty(0), "lat": np.empty(0), "fix_id": np.empty(0, dtype=np.int64),
+            "x": np.empty(0), "y": np.empty(0)}
 
 
 class _Motion:
@@ -624,12 +632,14 @@ class _Motion:
         # transactions by vehicle, for the tails
         order = np.lexsort((self.tx_t, pd.factorize(pd.Series(self.tx_vid, dtype=object))[0]))
         self.tx_order = order
+        # the transactions' vehicles as codes (len(tx_names): none), for _tx_vehicle_index
+        code, names = pd.factorize(pd.Series(motion._id_strings(self.tx_vid), dtype=object),
+                                   use_na_sentinel=True)
+        self.tx_names = np.asarray(names, dtype=object)
+        self.tx_code = np.where(code < 0, len(self.tx_names), code).astype(np.int64)
+        self.tx_slot = {str(name): i for i, name in enumerate(self.tx_names)}
         # carried state per vehicle
-        self.carry = pd.DataFrame({"vehicle_id": pd.Series([], dtype=object),
-                                   "t": pd.Series([], dtype=np.int64),
-                                   "lon": pd.Series([], dtype="float64"),
-                                   "lat": pd.Series([], dtype="float64"),
-                                   "fix_id": pd.Series([], dtype=np.int64)})
+        self.carry: dict[str, np.ndarray] = _no_fixes()
         self.offset_m: dict[str, float] = {}
         self.offset_gap_m: dict[str, float] = {}
         self.first_t: dict[str, int] = {}
@@ -641,69 +651,101 @@ class _Motion:
 
     # -- one partition ---------------------------------------------------------------------
     def feed(self, fixes: pd.DataFrame) -> None:
-        """Add a partition of clean fixes (vehicle_id, t int64 ns, lon, lat, fix_id)."""
+        """Add a partition of clean fixes (vehicle_id, t int64 ns, lon, lat, fix_id; and x, y
+        when already projected to the metric CRS)."""
         if not len(fixes):
             return
-        self.fixes_used += len(fixes)
         codes, labels = _vehicle_codes(fixes["vehicle_id"])
-        t = fixes["t"].to_numpy(dtype=np.int64)
-        present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
+        xy = ((fixes["x"].to_numpy(dtype="float64"), fixes["y"].to_numpy(dtype="float64"))
+              if "x" in fixes.columns and "y" in fixes.columns else None)
+        self.feed_arrays(codes, np.asarray(labels, dtype=object),
+                         fixes["t"].to_numpy(dtype=np.int64),
+                         fixes["lon"].to_numpy(dtype="float64"),
+                         fixes["lat"].to_numpy(dtype="float64"),
+                         fixes["fix_id"].to_numpy(dtype=np.int64), xy)
+
+    def feed_arrays(self, codes: np.ndarray, labels: np.ndarray, t: np.ndarray, lon: np.ndarray,
+                    lat: np.ndarray, fix_id: np.ndarray,
+                    xy: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """:meth:`feed` from arrays: ``codes`` into ``labels`` (distinct text vehicle ids),
+        ``xy`` the fixes projected to the metric CRS, or None."""
+        if not t.shape[0]:
+            return
+        self.fixes_used += t.shape[0]
+        if codes.min() < 0:
+            msg = "fixes without a vehicle id reached the track; clean them first"
+            raise ValidationError(msg)
+        count, first, _ = _span_per_code(codes, t, len(labels))
+        present = np.flatnonzero(count)
         names = np.asarray(labels, dtype=object)[present]
-        first = np.full(len(labels), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first, codes[codes >= 0], t[codes >= 0])
         for name, t0 in zip(names, first[present], strict=True):  # one per vehicle
             self.first_t.setdefault(str(name), int(t0))
-        in_batch = self.carry["vehicle_id"].isin(set(names)).to_numpy()
-        tail = self.carry.loc[in_batch]
-        self.carry = self.carry.loc[~in_batch]
-        new = pd.DataFrame({
-            "vehicle_id": pd.Categorical.from_codes(codes, categories=labels),
-            "t": t, "lon": fixes["lon"].to_numpy(dtype="float64"),
-            "lat": fixes["lat"].to_numpy(dtype="float64"),
-            "fix_id": fixes["fix_id"].to_numpy(dtype=np.int64), "_new": True})
-        if len(tail):
-            combined = pd.concat([tail.assign(_new=False), new], ignore_index=True)
-            combined["vehicle_id"] = combined["vehicle_id"].astype("category")
+        projected = True
+        if xy is not None:
+            x, y = xy
+        elif self.p.crs is not None:
+            x, y = _project(self.p.crs, lon, lat)
+        else:  # the first fixes choose the CRS (nothing carried yet)
+            x = y = np.full(t.shape[0], np.nan)
+            projected = False
+        new = {"t": t, "lon": lon, "lat": lat, "fix_id": fix_id, "x": x, "y": y}
+        # the carried fixes of the vehicles in this partition come first (they are earlier)
+        carry = self.carry
+        in_batch = pd.Series(carry["vid"], dtype=object).isin(set(names)).to_numpy()
+        if in_batch.any():
+            slot = {str(name): i for i, name in enumerate(labels)}
+            tail_codes = np.array([slot[str(v)] for v in carry["vid"][in_batch]],
+                                  dtype=np.int64)  # carried fixes only (a few per vehicle)
+            combined = {key: np.concatenate([carry[key][in_batch], new[key]]) for key in new}
+            combined["codes"] = np.concatenate([tail_codes, codes])
+            combined["n_tail"] = np.int64(in_batch.sum())
+            self.carry = {key: values[~in_batch] for key, values in carry.items()}
         else:
-            combined = new
-        self._process(combined, final=False)
+            combined = {**new, "codes": codes, "n_tail": np.int64(0)}
+        combined["labels"] = labels
+        self._process(combined, final=False, projected=projected)
 
     def finish(self) -> None:
         """Evaluate the transactions still pending with the fixes carried so far."""
-        combined = self.carry.assign(_new=False)
-        self.carry = self.carry.iloc[0:0]
+        carry = self.carry
+        self.carry = _no_fixes()
+        codes, labels = pd.factorize(pd.Series(carry["vid"], dtype=object))
+        combined = {key: carry[key] for key in ("t", "lon", "lat", "fix_id", "x", "y")}
+        combined.update(codes=np.asarray(codes, dtype=np.int64),
+                        labels=np.asarray(labels, dtype=object),
+                        n_tail=np.int64(len(carry["t"])))
         self._process(combined, final=True)
 
-    def _build(self, combined: pd.DataFrame) -> motion.Track:
-        codes, labels = _vehicle_codes(combined["vehicle_id"])
-        return _fast_track(codes, labels, combined["t"].to_numpy(dtype=np.int64),
-                           combined["lon"].to_numpy(dtype="float64"),
-                           combined["lat"].to_numpy(dtype="float64"),
-                           combined["fix_id"].to_numpy(dtype=np.int64),
-                           crs=self.p.crs, max_gap=self.p.max_gap)
+    def _build(self, combined: dict[str, Any], *, projected: bool) -> motion.Track:
+        return _fast_track(combined["codes"], pd.Index(combined["labels"]), combined["t"],
+                           combined["lon"], combined["lat"], combined["fix_id"],
+                           crs=self.p.crs, max_gap=self.p.max_gap,
+                           x=combined["x"] if projected else None,
+                           y=combined["y"] if projected else None)
 
-    def _process(self, combined: pd.DataFrame, *, final: bool) -> None:
+    def _process(self, combined: dict[str, Any], *, final: bool, projected: bool = True
+                 ) -> None:
         p = self.p
-        trk = self._build(combined)
+        trk = self._build(combined, projected=projected and p.crs is not None)
         if self.p.crs is None and trk.n_fixes:
             self.p.crs = trk.crs
         if self.keep_track and not final:
             self.track = trk
         if trk.n_fixes and not final:
             # new fixes: after the last carried (tail) fix of their vehicle
-            is_tail = ~combined["_new"].to_numpy(dtype=bool)
-            tail_last = np.full(trk.n_vehicles, np.iinfo(np.int64).min, dtype=np.int64)
-            if is_tail.any():
-                k_tail = motion.vehicle_index(
-                    trk, combined.loc[is_tail, "vehicle_id"].to_numpy(dtype=object))
-                np.maximum.at(tail_last, k_tail, combined.loc[is_tail, "t"].to_numpy(
-                    dtype=np.int64))
-            new_sorted = trk.t > tail_last[trk.vehicle_of_fix()]
+            n_tail = int(combined["n_tail"])
+            if n_tail:
+                tail_last = np.full(trk.n_vehicles, np.iinfo(np.int64).min, dtype=np.int64)
+                names = combined["labels"][combined["codes"][:n_tail]]
+                k_tail = motion.vehicle_index(trk, names)
+                np.maximum.at(tail_last, k_tail, combined["t"][:n_tail])
+                new_sorted: np.ndarray | None = trk.t > tail_last[trk.vehicle_of_fix()]
+            else:
+                new_sorted = None  # every fix is new
             self._months(trk, new_sorted)
         # transactions to evaluate now
         pending = ~self.done
-        k_all = motion.vehicle_index(trk, self.tx_vid) if trk.n_vehicles else np.full(
-            len(self.tx_vid), -1, dtype=np.int64)
+        k_all = self._tx_vehicle_index(trk)
         if final:
             ready = pending
         else:
@@ -716,20 +758,27 @@ class _Motion:
             self._evaluate(trk, rows, k_all[rows], final=final)
             self.done[rows] = True
         if not final and trk.n_fixes:
-            self._cut_tail(trk)
+            self._cut_tail(trk, k_all)
 
-    def _months(self, trk: motion.Track, new_sorted: np.ndarray) -> None:
-        """GPS distance and fixes per vehicle and local month (new fixes only)."""
+    def _months(self, trk: motion.Track, new_sorted: np.ndarray | None) -> None:
+        """GPS distance and fixes per vehicle and local month (new fixes only; ``None``:
+        all)."""
         seg_in = np.zeros(trk.n_fixes, dtype=np.float64)
         if trk.n_fixes > 1:
             seg_in[1:] = trk.segment_length[:-1]  # the segment ending at each fix
             seg_in[trk.offsets[:-1]] = 0.0
         edges = self.p.month_edges
-        first_m, last_m = np.searchsorted(edges, [trk.t.min(), trk.t.max()], side="right") - 1
+        t_min = trk.t[trk.offsets[:-1]].min()  # each vehicle's fixes in time order
+        t_max = trk.t[trk.offsets[1:] - 1].max()
+        first_m, last_m = np.searchsorted(edges, [t_min, t_max], side="right") - 1
         if first_m == last_m and first_m >= 0:  # the usual partition: one month
             starts = trk.offsets[:-1]
-            dist = np.add.reduceat(np.where(new_sorted, seg_in, 0.0), starts)
-            cnt = np.add.reduceat(new_sorted.astype(np.int64), starts)
+            if new_sorted is None:
+                dist = np.add.reduceat(seg_in, starts)
+                cnt = np.diff(trk.offsets)
+            else:
+                dist = np.add.reduceat(np.where(new_sorted, seg_in, 0.0), starts)
+                cnt = np.add.reduceat(new_sorted.astype(np.int64), starts)
             present = np.flatnonzero(cnt)
             frame = pd.DataFrame({"vehicle_id": trk.vehicle_ids[present],
                                   "period": self.p.month_labels[first_m],
@@ -737,7 +786,7 @@ class _Motion:
         else:
             veh = trk.vehicle_of_fix()
             month = np.searchsorted(edges, trk.t, side="right") - 1
-            keep = new_sorted & (month >= 0)
+            keep = (month >= 0) if new_sorted is None else new_sorted & (month >= 0)
             if not keep.any():
                 return
             nm = len(edges)
@@ -752,13 +801,24 @@ class _Motion:
         if len(frame):
             self.months.append(frame)
 
-    def _cut_tail(self, trk: motion.Track) -> None:
+    def _tx_vehicle_index(self, trk: motion.Track) -> np.ndarray:
+        """:func:`motion.vehicle_index` of every transaction's vehicle in ``trk`` (one lookup
+        per vehicle of the track, none per transaction)."""
+        if not trk.n_vehicles:
+            return np.full(len(self.tx_vid), -1, dtype=np.int64)
+        slot = np.array([self.tx_slot.get(str(v), -1) for v in trk.vehicle_ids], dtype=np.int64)
+        to_k = np.full(len(self.tx_names) + 1, -1, dtype=np.int64)  # the last: no vehicle
+        has = slot >= 0
+        to_k[slot[has]] = np.flatnonzero(has)
+        return to_k[self.tx_code]
+
+    def _cut_tail(self, trk: motion.Track, k_all: np.ndarray) -> None:
         """Keep, per vehicle, the fixes the pending transactions still need."""
         p = self.p
         pending = ~self.done
         nveh = trk.n_vehicles
         earliest = np.full(nveh, np.iinfo(np.int64).max, dtype=np.int64)
-        k = motion.vehicle_index(trk, self.tx_vid[pending])
+        k = k_all[pending]
         ok = k >= 0
         np.minimum.at(earliest, k[ok], self.tx_t[pending][ok])
         lo = trk.offsets[:-1]
@@ -770,20 +830,22 @@ class _Motion:
         j = _block_search(trk.t, lo, hi, keep_from, "left")
         j = np.maximum(j - 1, lo)  # one fix before: brackets the window start
         # carry the cumulative distance to the tail's first fix
-        seg = trk.segment_length
-        gap = trk.is_gap()
-        cum = np.r_[0.0, np.cumsum(seg)]
-        cum_gap = np.r_[0.0, np.cumsum(np.where(gap, seg, 0.0))]
+        # (the cumulative sums distance_between uses, computed once per track)
+        gap_ns = int(trk.max_gap.value)
+        cum = trk._cumulative(gap_ns, zero_gaps=False)
+        cum_move = trk._cumulative(gap_ns, zero_gaps=True)
+        d_all = cum[j] - cum[lo]
+        d_gap = d_all - (cum_move[j] - cum_move[lo])
         idx, owner = _gather(j, hi)
         vids = trk.vehicle_ids
         for v in range(nveh):  # one entry per vehicle (not per fix or transaction)
             name = str(vids[v])
-            self.offset_m[name] = self.offset_m.get(name, 0.0) + float(cum[j[v]] - cum[lo[v]])
-            self.offset_gap_m[name] = self.offset_gap_m.get(name, 0.0) + float(
-                cum_gap[j[v]] - cum_gap[lo[v]])
-        self.carry = pd.concat([self.carry, pd.DataFrame({
-            "vehicle_id": vids[owner], "t": trk.t[idx], "lon": trk.lon[idx],
-            "lat": trk.lat[idx], "fix_id": trk.fix_id[idx]})], ignore_index=True)
+            self.offset_m[name] = self.offset_m.get(name, 0.0) + float(d_all[v])
+            self.offset_gap_m[name] = self.offset_gap_m.get(name, 0.0) + float(d_gap[v])
+        tail = {"vid": vids[owner], "t": trk.t[idx], "lon": trk.lon[idx],
+                "lat": trk.lat[idx], "fix_id": trk.fix_id[idx], "x": trk.x[idx],
+                "y": trk.y[idx]}
+        self.carry = {key: np.concatenate([self.carry[key], tail[key]]) for key in tail}
 
     def _evaluate(self, trk: motion.Track, rows: np.ndarray, k: np.ndarray, *,
                   final: bool) -> None:
@@ -941,13 +1003,15 @@ class _Motion:
 
 def _fast_track(codes: np.ndarray, labels: pd.Index, t: np.ndarray, lon: np.ndarray,
                 lat: np.ndarray, fix_id: np.ndarray, *, crs: pyproj.CRS | None,
-                max_gap: pd.Timedelta) -> motion.Track:
+                max_gap: pd.Timedelta, x: np.ndarray | None = None,
+                y: np.ndarray | None = None) -> motion.Track:
     """A :class:`~trajectories.motion.Track` from clean fixes given as arrays.
 
     The same Track :func:`trajectories.motion.track_from_fixes` builds (vehicle ids sorted as
     text, fixes by vehicle and time, gaps), without the round trip through a DataFrame of
     text ids: the vehicle ids arrive as integer codes, and fixes already in order (as
-    :func:`trajectories.fixes.clean_fixes` returns them) are not sorted again.
+    :func:`trajectories.fixes.clean_fixes` returns them) are not sorted again. ``x, y``:
+    the fixes already projected to ``crs`` (else projected here).
     """
     n = t.shape[0]
     names = np.asarray(labels, dtype=object)
@@ -962,10 +1026,12 @@ def _fast_track(codes: np.ndarray, labels: pd.Index, t: np.ndarray, lon: np.ndar
     remap = np.full(len(names), -1, dtype=np.int64)
     remap[used[rank]] = np.arange(used.shape[0])
     k = remap[codes] if n else codes
-    in_order = n < 2 or bool(np.all((k[1:] > k[:-1]) | ((k[1:] == k[:-1]) & (t[1:] > t[:-1]))))
+    in_order = n < 2 or bool(_in_order(k, t))
     if not in_order:
         order = np.lexsort((t, k))
         k, t, lon, lat, fix_id = k[order], t[order], lon[order], lat[order], fix_id[order]
+        if x is not None and y is not None:
+            x, y = x[order], y[order]
         same = (k[1:] == k[:-1]) & (t[1:] == t[:-1])
         if same.any():
             msg = (f"{int(same.sum())} fixes share a time with another fix of the same vehicle;"
@@ -974,23 +1040,60 @@ def _fast_track(codes: np.ndarray, labels: pd.Index, t: np.ndarray, lon: np.ndar
     if crs is None:
         crs = (metric_crs_for((float(lon.min()), float(lat.min()), float(lon.max()),
                                float(lat.max()))) if n else pyproj.CRS.from_epsg(3857))
-    x, y = _project(crs, lon, lat) if n else (np.empty(0), np.empty(0))
+    if x is None or y is None:
+        x, y = _project(crs, lon, lat) if n else (np.empty(0), np.empty(0))
     counts = np.bincount(k, minlength=vehicle_ids.shape[0]) if n else np.zeros(0, np.int64)
     offsets = np.zeros(vehicle_ids.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     gap_ns = int(pd.Timedelta(max_gap).value)
-    where = (np.flatnonzero((k[1:] == k[:-1]) & (np.diff(t) > gap_ns)) if n > 1
-             else np.zeros(0, dtype=np.int64))
+    t = np.ascontiguousarray(t)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    # segment lengths, gap flags and cumulative distances in one pass (Track._derived)
+    derived = (np.zeros(n), np.zeros(n, dtype=np.bool_), np.zeros(n), np.zeros(n))
+    if n:
+        motion._derive_kernel(t, x, y, offsets, np.int64(gap_ns), *derived)
+    for arr in derived:
+        arr.flags.writeable = False
+    where = np.flatnonzero(derived[1])
     gaps = pd.DataFrame({
         "vehicle_id": pd.Series(vehicle_ids[k[where]], dtype=object),
         "start": pd.DatetimeIndex(t[where].view("datetime64[ns]")).tz_localize("UTC"),
         "end": pd.DatetimeIndex(t[where + 1].view("datetime64[ns]")).tz_localize("UTC"),
         "duration_s": (t[where + 1] - t[where]) / 1e9,
     })
-    return motion.Track(vehicle_ids=vehicle_ids, offsets=offsets, t=np.ascontiguousarray(t),
-                        x=x, y=y, lon=np.ascontiguousarray(lon), lat=np.ascontiguousarray(lat),
-                        fix_id=np.ascontiguousarray(fix_id), crs=crs, gaps=gaps,
-                        max_gap=pd.Timedelta(gap_ns, unit="ns"))
+    track = motion.Track(vehicle_ids=vehicle_ids, offsets=offsets, t=t, x=x, y=y,
+                         lon=np.ascontiguousarray(lon), lat=np.ascontiguousarray(lat),
+                         fix_id=np.ascontiguousarray(fix_id), crs=crs, gaps=gaps,
+                         max_gap=pd.Timedelta(gap_ns, unit="ns"))
+    track._cache[gap_ns] = derived
+    return track
+
+
+@numba.njit(cache=True, nogil=True)
+def _span_per_code(codes, t, n):  # pragma: no cover - jit
+    """Per code ``0..n-1``: the number of fixes, the earliest and the latest time (codes
+    below 0 are skipped; int64 max / min where a code has no fix)."""
+    count = np.zeros(n, dtype=np.int64)
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0:
+            continue
+        count[c] += 1
+        first[c] = min(first[c], t[i])
+        last[c] = max(last[c], t[i])
+    return count, first, last
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_order(k, t):  # pragma: no cover - jit
+    """True when the fixes are sorted by vehicle then strictly rising time."""
+    for i in range(1, t.shape[0]):
+        if k[i] < k[i - 1] or (k[i] == k[i - 1] and t[i] <= t[i - 1]):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=16)
@@ -1017,20 +1120,145 @@ def _fast_crs(crs: pyproj.CRS) -> pyproj.CRS:
         return crs
 
 
+_D2R = 0.017453292519943296  # PROJ's DEG_TO_RAD
+
+
+# the series constants of PROJ's tmerc.cpp (FC1 … FC8)
+_FC1, _FC2, _FC3, _FC4 = 1.0, 0.5, 0.16666666666666666666, 0.08333333333333333333
+_FC5, _FC6, _FC7, _FC8 = (0.05, 0.03333333333333333333, 0.02380952380952380952,
+                          0.01785714285714285714)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tmerc_kernel(lon, lat, x, y, p):  # pragma: no cover - jit
+    """PROJ's approximate ellipsoidal transverse Mercator forward (``+proj=tmerc +approx``,
+    Evenden/Snyder series), with the meridian arc from the 6th-order series in the third
+    flattening (nanometre-exact); ``p`` holds the constants of :func:`_tmerc_params`."""
+    lam0, k0, a, x0, y0, es, esp, ml0 = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    c0, b1, b2, b3, b4, b5, b6 = p[8], p[9], p[10], p[11], p[12], p[13], p[14]
+    for i in range(lon.shape[0]):
+        phi = lat[i] * _D2R
+        lam = lon[i] * _D2R - lam0
+        if abs(lam) > np.pi:  # adjlon
+            lam = lam - 2.0 * np.pi * np.floor((lam + np.pi) / (2.0 * np.pi))
+        if not (abs(lam) <= 0.5 * np.pi and abs(phi) <= 0.5 * np.pi):
+            x[i] = np.inf
+            y[i] = np.inf
+            continue
+        sinphi = np.sin(phi)
+        cosphi = np.cos(phi)
+        t = sinphi / cosphi if abs(cosphi) > 1e-10 else 0.0
+        t *= t
+        al = cosphi * lam
+        als = al * al
+        al /= np.sqrt(1.0 - es * sinphi * sinphi)
+        n = esp * cosphi * cosphi
+        xx = k0 * al * (_FC1 + _FC3 * als * (
+            1.0 - t + n + _FC5 * als * (
+                5.0 + t * (t - 18.0) + n * (14.0 - 58.0 * t)
+                + _FC7 * als * (61.0 + t * (t * (179.0 - t) - 479.0)))))
+        # meridian arc / a: c0 (phi + sum b_k sin 2k phi), Clenshaw summation (as PROJ)
+        xc = 2.0 * (cosphi - sinphi) * (cosphi + sinphi)
+        u0 = 0.0
+        u1 = 0.0
+        for b in (b6, b5, b4, b3, b2, b1):
+            u0, u1 = xc * u0 - u1 + b, u0
+        ml = c0 * (phi + 2.0 * sinphi * cosphi * u0)
+        yy = k0 * (ml - ml0 + sinphi * al * lam * _FC2 * (1.0 + _FC4 * als * (
+            5.0 - t + n * (9.0 + 4.0 * n) + _FC6 * als * (
+                61.0 + t * (t - 58.0) + n * (270.0 - 330.0 * t)
+                + _FC8 * als * (1385.0 + t * (t * (543.0 - t) - 3111.0))))))
+        x[i] = a * xx + x0
+        y[i] = a * yy + y0
+
+
+@functools.lru_cache(maxsize=16)
+def _tmerc_params(crs: pyproj.CRS) -> np.ndarray | None:
+    """The constants of :func:`_tmerc_kernel` for a transverse Mercator (UTM, Gauss-Krüger)
+    ``crs`` reached from WGS-84 without a datum shift, or None (then PROJ projects).
+
+    The kernel is checked against PROJ (``+approx``) on a grid of ±10° around the central
+    meridian and refused unless it agrees to 1 µm.
+    """
+    try:  # a transformer of its own (this may run in the audit's worker thread)
+        tr = pyproj.Transformer.from_crs(_WGS84, _fast_crs(crs), always_xy=True)
+        steps = [s.strip() for s in tr.definition.split("step")[1:]]
+        if (len(steps) != 2 or steps[0] != "proj=unitconvert xy_in=deg xy_out=rad"
+                or not steps[1].startswith(("proj=tmerc ", "proj=utm "))
+                or " approx" not in f" {steps[1]}"):
+            return None
+        op = crs.coordinate_operation
+        if op is None or op.method_name != "Transverse Mercator":
+            return None
+        params = {p.name: p for p in op.params}
+        lat0 = params["Latitude of natural origin"]
+        lon0 = params["Longitude of natural origin"]
+        k0 = params["Scale factor at natural origin"]
+        fe = params["False easting"]
+        fn = params["False northing"]
+        if any(p.unit_name != "degree" for p in (lat0, lon0)) or any(
+                p.unit_name != "metre" for p in (fe, fn)):
+            return None
+        if any(ax.unit_name != "metre" for ax in crs.axis_info):
+            return None
+        ell = crs.ellipsoid
+        a = float(ell.semi_major_metre)
+        b = float(ell.semi_minor_metre)
+    except (KeyError, AttributeError, pyproj.exceptions.ProjError):
+        return None
+    es = 1.0 - (b / a) ** 2
+    f = (a - b) / a
+    n = f / (2.0 - f)
+    n2 = n * n
+    # the series of PROJ's pj_enfn (rectifying radius, geographic -> rectifying latitude),
+    # evaluated in the same order
+    c0 = (((1.0 / 256.0 * n2 + 1.0 / 64.0) * n2 + 1.0 / 4.0) * n2 + 1.0) / (1.0 + n)
+    poly = ((-3.0 / 2.0, 9.0 / 16.0, -3.0 / 32.0), (15.0 / 16.0, -15.0 / 32.0, 135.0 / 2048.0),
+            (-35.0 / 48.0, 105.0 / 256.0), (315.0 / 512.0, -189.0 / 512.0),
+            (-693.0 / 1280.0,), (1001.0 / 2048.0,))
+    bk = []
+    d = n
+    for coeffs in poly:
+        v = coeffs[-1]
+        for c in coeffs[-2::-1]:
+            v = v * n2 + c
+        bk.append(d * v)
+        d *= n
+    phi0 = float(lat0.value) * _D2R
+    ml0 = c0 * (phi0 + sum(c * np.sin(2 * (k + 1) * phi0) for k, c in enumerate(bk)))  # 0 at 0
+    p = np.array([float(lon0.value) * _D2R, float(k0.value), a, float(fe.value),
+                  float(fn.value), es, es / (1.0 - es), ml0, c0, *bk], dtype=np.float64)
+    # check against PROJ
+    glon, glat = np.meshgrid(float(lon0.value) + np.linspace(-10.0, 10.0, 41),
+                             np.linspace(-80.0, 84.0, 83))
+    glon, glat = glon.ravel(), glat.ravel()
+    ex, ey = tr.transform(glon, glat)
+    ox, oy = np.empty(glon.shape[0]), np.empty(glon.shape[0])
+    _tmerc_kernel(glon, glat, ox, oy, p)
+    if not (np.abs(ox - ex).max() < 1e-6 and np.abs(oy - ey).max() < 1e-6):
+        logger.debug("%s: the transverse Mercator kernel disagrees with PROJ; PROJ used",
+                     crs.name)
+        return None
+    return p
+
+
 def _project(crs: pyproj.CRS, lon: np.ndarray, lat: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
-    """WGS-84 to ``crs`` for many points, in two threads for big arrays (PROJ releases the
-    GIL; each thread has its own transformer)."""
+    """WGS-84 to ``crs`` for many points: :func:`_tmerc_kernel` for a transverse Mercator
+    zone (UTM, Gauss-Krüger), else PROJ; big arrays in two threads (both release the GIL;
+    each thread has its own transformer)."""
     n = lon.shape[0]
-    if n < 1_000_000:
-        tr = _transformer(_WGS84, _fast_crs(crs))
-        xa, ya = tr.transform(lon, lat)
-        return np.asarray(xa, dtype="float64"), np.asarray(ya, dtype="float64")
+    params = _tmerc_params(crs) if n else None
+    lon = np.ascontiguousarray(lon, dtype=np.float64)
+    lat = np.ascontiguousarray(lat, dtype=np.float64)
     x = np.empty(n)
     y = np.empty(n)
 
     def work(bounds: tuple[int, int]) -> None:
         a, b = bounds
+        if params is not None:
+            _tmerc_kernel(lon[a:b], lat[a:b], x[a:b], y[a:b], params)
+            return
         cache = getattr(_LOCAL, "transformers", None)
         if cache is None:
             cache = _LOCAL.transformers = {}
@@ -1041,6 +1269,9 @@ def _project(crs: pyproj.CRS, lon: np.ndarray, lat: np.ndarray
         x[a:b] = xa
         y[a:b] = ya
 
+    if n < 1_000_000 or threading.current_thread() is not threading.main_thread():
+        work((0, n))  # small, or already off the main thread (the audit's pipeline)
+        return x, y
     half = n // 2
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(work, [(0, half), (half, n)]))
@@ -1082,14 +1313,15 @@ def _month_edges(times: pd.Series, extra: Sequence[pd.Timestamp], tz: str
 # ---------------------------------------------------------------------------------------------
 
 
-def _kept_fixes(raw: pd.DataFrame, arrays: _FixArrays, perm: np.ndarray) -> pd.DataFrame:
+def _kept_fixes(raw: pd.DataFrame, arrays: _FixArrays, perm: np.ndarray, *,
+                identity: bool = False) -> pd.DataFrame:
     """The kept fixes of ``raw`` (``vehicle_id, t, lon, lat, fix_id, _row``) for
     :meth:`_Motion.feed`, straight from the cleaning arrays (no frame of kept rows, no per-fix
     id strings): the ids as a categorical whose labels are the text ids (stripped; blank =
     missing, as :func:`_vehicle_codes`), ``fix_id`` from a ``fix_id`` column, else ``_row``."""
     n = arrays.t.shape[0]
     # strictly rising and n long: the identity (nothing dropped, already in order), no copies
-    identity = perm.shape[0] == n and bool((perm[1:] > perm[:-1]).all())
+    identity = identity or (perm.shape[0] == n and bool((perm[1:] > perm[:-1]).all()))
 
     def take(values: np.ndarray) -> np.ndarray:
         return values if identity else values[perm]
@@ -1506,7 +1738,12 @@ def audit(
             total = len(parts) if hasattr(parts, "__len__") else None
             running = 0
             last_seen: dict[str, int] = {}
-            for i, part in enumerate(parts):
+
+            def prepare(part: Any) -> dict[str, Any]:
+                """Clean one partition, reject the fixes of unknown vehicles and project the
+                rest (in the pipeline's thread, one partition after the other: the ledger and
+                the counts of the fixes are only written here, in partition order)."""
+                nonlocal running
                 inp = books.take(part, "fixes")
                 assert inp.frame is not None
                 raw = inp.frame
@@ -1517,7 +1754,7 @@ def audit(
                                                    max_gap=max_gap, source=inp.source,
                                                    order=fixes_order, ledger=books.ledger)
                 books.rejected["fixes"] += cleaned.counts["rows_rejected"]
-                frame = _kept_fixes(raw, arrays, cleaned.perm)
+                frame = _kept_fixes(raw, arrays, cleaned.perm, identity=cleaned.identity)
                 ok = _reject_fixes(books, inp,
                                    functools.partial(_kept_frame, raw, arrays, cleaned.perm),
                                    frame, known_vehicles, last_seen if streaming else {})
@@ -1526,15 +1763,37 @@ def audit(
                 if len(frame):
                     codes = np.asarray(frame["vehicle_id"].array.codes, dtype=np.int64)
                     names = np.asarray(frame["vehicle_id"].array.categories, dtype=object)
-                    latest = np.full(len(names), _NAT, dtype=np.int64)
-                    has = codes >= 0
-                    np.maximum.at(latest, codes[has], frame["t"].to_numpy(dtype=np.int64)[has])
-                    seen = np.flatnonzero(latest != _NAT)  # one entry per vehicle
+                    count, _, latest = _span_per_code(
+                        codes, frame["t"].to_numpy(dtype=np.int64), len(names))
+                    seen = np.flatnonzero(count)  # one entry per vehicle
                     last_seen.update({str(names[j]): int(latest[j]) for j in seen})
-                mo.feed(frame[["vehicle_id", "t", "lon", "lat", "fix_id"]])
-                if progress is not None:
-                    progress(i + 1, total)
-                del raw, arrays, cleaned, frame
+                cat = frame["vehicle_id"].array  # text ids, distinct (see _kept_fixes)
+                lon = frame["lon"].to_numpy(dtype="float64")
+                lat = frame["lat"].to_numpy(dtype="float64")
+                return {"codes": np.asarray(cat.codes, dtype=np.int64),
+                        "labels": np.asarray(cat.categories, dtype=object),
+                        "t": frame["t"].to_numpy(dtype=np.int64), "lon": lon, "lat": lat,
+                        "fix_id": frame["fix_id"].to_numpy(dtype=np.int64),
+                        "xy": (_project(metric, lon, lat) if metric is not None and len(frame)
+                               else None)}
+
+            # a two-stage pipeline: partition i + 1 is cleaned and projected in a thread
+            # while partition i is measured here (the parts are pulled in this thread)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit_fixes") as pool:
+                todo = iter(parts)
+                end = object()
+                nxt = next(todo, end)
+                pending = pool.submit(prepare, nxt) if nxt is not end else None
+                i = 0
+                while pending is not None:
+                    nxt = next(todo, end)
+                    arrays = pending.result()
+                    pending = pool.submit(prepare, nxt) if nxt is not end else None
+                    mo.feed_arrays(**arrays)
+                    i += 1
+                    if progress is not None:
+                        progress(i, total)
+                    del arrays
         mo.finish()
         for name, values in mo.evidence_columns().items():
             ev[name] = values
@@ -1544,6 +1803,8 @@ def audit(
             stops = pd.concat(mo.stops, ignore_index=True)
             stops.insert(0, "tx_id", ev["tx_id"].to_numpy(dtype=object)[stops["row"]])
             stops = stops.drop(columns=["row"])
+        if mo.track is not None:  # the returned track keeps its segment lengths, not the
+            mo.track._cache.clear()  # cumulative sums the measurements needed
         track_out = mo.track if f_in_track is None else f_in_track
         segments = pd.concat(mo.segments, ignore_index=True) if mo.segments else None
     else:

@@ -54,8 +54,9 @@ Examples
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import geopandas as gpd
 import numba
@@ -121,9 +122,11 @@ class CleanResult:
                 + f"; {len(self.gaps)} gaps")
 
 
-@numba.njit(cache=True)
-def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
-    """Sequential impossible-jump filter over every vehicle (inputs sorted, radians, ns).
+@numba.njit(cache=True, nogil=True)
+def _jump_kernel(t, lon, lat, offsets, max_speed, scale=1.0):  # pragma: no cover - jit
+    """Sequential impossible-jump filter over every vehicle (inputs sorted, ns; ``lon, lat``
+    times ``scale`` are radians: the same values as ``np.radians`` for degrees and
+    ``scale = pi / 180``).
 
     Returns (rejected, reference index, speed in m/s) per fix.
     """
@@ -139,20 +142,21 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
         anchor = lo
         # a leading outlier: too fast to the next fix, while the next two agree
         while anchor + 2 < hi:
-            if _surely_within(t, lon, lat, anchor, anchor + 1, max_speed):
+            if _surely_within(t, lon, lat, anchor, anchor + 1, max_speed, scale):
                 break  # v01 <= max_speed
-            v01 = _speed(t, lon, lat, anchor, anchor + 1)
-            if v01 <= max_speed or _speed(t, lon, lat, anchor + 1, anchor + 2) > max_speed:
+            v01 = _speed(t, lon, lat, anchor, anchor + 1, scale)
+            if v01 <= max_speed or _speed(t, lon, lat, anchor + 1, anchor + 2,
+                                          scale) > max_speed:
                 break
             rejected[anchor] = True
             ref[anchor] = anchor + 1
             speed[anchor] = v01
             anchor += 1
         for i in range(anchor + 1, hi):
-            if _surely_within(t, lon, lat, anchor, i, max_speed):
+            if _surely_within(t, lon, lat, anchor, i, max_speed, scale):
                 anchor = i
                 continue
-            v = _speed(t, lon, lat, anchor, i)
+            v = _speed(t, lon, lat, anchor, i, scale)
             if v > max_speed:
                 rejected[i] = True
                 ref[i] = anchor
@@ -162,7 +166,7 @@ def _jump_kernel(t, lon, lat, offsets, max_speed):  # pragma: no cover - jit
     return rejected, ref, speed
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _clean_and_ordered(codes, t, lon, lat):  # pragma: no cover - jit
     """True when no row has a reason of steps 1-2 (an id, a time, a finite in-range position
     other than (0, 0)) and the rows are sorted by vehicle code then strictly rising time, so
@@ -180,8 +184,8 @@ def _clean_and_ordered(codes, t, lon, lat):  # pragma: no cover - jit
     return True
 
 
-@numba.njit(cache=True)
-def _surely_within(t, lon, lat, i, j, max_speed):  # pragma: no cover - jit
+@numba.njit(cache=True, nogil=True)
+def _surely_within(t, lon, lat, i, j, max_speed, scale=1.0):  # pragma: no cover - jit
     """True when the speed from fix i to j is certainly at most ``max_speed`` (m/s), from a
     cheap upper bound of the haversine distance; False means "compute it" (:func:`_speed`).
 
@@ -192,8 +196,8 @@ def _surely_within(t, lon, lat, i, j, max_speed):  # pragma: no cover - jit
     dt = abs(t[j] - t[i]) / 1e9
     if dt == 0.0:
         return False
-    dlat = lat[j] - lat[i]
-    dlon = lon[j] - lon[i]
+    dlat = lat[j] * scale - lat[i] * scale
+    dlon = lon[j] * scale - lon[i] * scale
     x2 = 0.25 * (dlat * dlat + dlon * dlon)
     if x2 > 0.01:
         return False
@@ -201,12 +205,15 @@ def _surely_within(t, lon, lat, i, j, max_speed):  # pragma: no cover - jit
     return bound <= max_speed * dt * (1.0 - 1e-9)
 
 
-@numba.njit(cache=True)
-def _speed(t, lon, lat, i, j):  # pragma: no cover - jit
-    """Great-circle speed in m/s between fixes i and j (haversine)."""
-    s1 = np.sin((lat[j] - lat[i]) * 0.5)
-    s2 = np.sin((lon[j] - lon[i]) * 0.5)
-    a = s1 * s1 + np.cos(lat[i]) * np.cos(lat[j]) * s2 * s2
+@numba.njit(cache=True, nogil=True)
+def _speed(t, lon, lat, i, j, scale=1.0):  # pragma: no cover - jit
+    """Great-circle speed in m/s between fixes i and j (haversine; radians = ``scale`` times
+    the values)."""
+    lat_i = lat[i] * scale
+    lat_j = lat[j] * scale
+    s1 = np.sin((lat_j - lat_i) * 0.5)
+    s2 = np.sin((lon[j] * scale - lon[i] * scale) * 0.5)
+    a = s1 * s1 + np.cos(lat_i) * np.cos(lat_j) * s2 * s2
     d = 2.0 * 6371008.8 * np.arcsin(np.sqrt(min(1.0, a)))
     dt = abs(t[j] - t[i]) / 1e9
     if dt == 0.0:
@@ -354,6 +361,7 @@ class _Cleaned:
     reason: np.ndarray  # object array of str, aligned with ``rejected``
     counts: dict[str, int]
     reasons: dict[str, int]
+    identity: bool = False  # perm is 0..n-1 (sorted input, nothing dropped)
 
 
 _KINDS = ("missing", "coordinates", "duplicate", "same_time", "out_of_order", "jump")
@@ -487,29 +495,26 @@ def _clean_arrays(a: _FixArrays, *, max_speed_kmh: float,
 
     # 6. impossible jumps, in time order per vehicle
     live = alive()
-    if ordered:
+    if ordered and n > 1:  # sorted, nothing dropped: the kernel reads the arrays as they are
+        perm = np.arange(n, dtype=np.int64)
+        offsets = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1, n].astype(np.int64)
+        bad, ref, speed = _jump_kernel(t, lon, lat, offsets, max_speed_kmh / 3.6, np.pi / 180.0)
+        if bad.any():
+            perm = _reject_jumps(bad, ref, speed, perm, rows, max_speed_kmh, reject, n)
+    elif ordered:
         perm = np.arange(n, dtype=np.int64)
     else:
         perm = (_sorted_order(codes, t) if live is None
                 else live[_sorted_order(codes[live], t[live])])
-    if perm.size > 1:
+    if perm.size > 1 and not ordered:
         pc = codes[perm]
         offsets = np.r_[0, np.flatnonzero(pc[1:] != pc[:-1]) + 1, perm.size]
         identity = perm.shape[0] == n and bool((perm[1:] > perm[:-1]).all())
         ts, lons, lats = (t, lon, lat) if identity else (t[perm], lon[perm], lat[perm])
-        bad, ref, speed = _jump_kernel(ts, np.radians(lons), np.radians(lats),
-                                       offsets.astype(np.int64), max_speed_kmh / 3.6)
+        bad, ref, speed = _jump_kernel(ts, lons, lats, offsets.astype(np.int64),
+                                       max_speed_kmh / 3.6, np.pi / 180.0)
         if bad.any():
-            sel = perm[bad]
-            text = np.full(n, None, dtype=object)
-            verb = np.where(ref[bad] > np.flatnonzero(bad), " to row ", " from row ")
-            text[sel] = ("impossible jump: " + pd.Series(np.round(speed[bad] * 3.6)).astype(
-                np.int64).astype(str) + " km/h" + pd.Series(verb) + _row_text(
-                rows[perm[ref[bad]]]) + f" (limit {max_speed_kmh:g} km/h)").to_numpy()
-            mask = np.zeros(n, dtype=bool)
-            mask[sel] = True
-            reject(mask, text, "jump")
-            perm = perm[~bad]
+            perm = _reject_jumps(bad, ref, speed, perm, rows, max_speed_kmh, reject, n)
 
     if texts:
         idx = np.concatenate([v[0] for v in texts])
@@ -518,10 +523,29 @@ def _clean_arrays(a: _FixArrays, *, max_speed_kmh: float,
         rejected, reason = idx[rank], why[rank]
     else:
         rejected, reason = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
-    tally = np.bincount(kind, minlength=len(_KINDS) + 1)
+    tally = (np.bincount(kind, minlength=len(_KINDS) + 1) if texts
+             else np.zeros(len(_KINDS) + 1, dtype=np.int64))
     counts = {"rows_in": n, "rows_used": int(perm.size), "rows_rejected": int(rejected.size)}
     reasons = {label: int(tally[i + 1]) for i, label in enumerate(_KINDS)}
-    return _Cleaned(perm=perm, rejected=rejected, reason=reason, counts=counts, reasons=reasons)
+    return _Cleaned(perm=perm, rejected=rejected, reason=reason, counts=counts, reasons=reasons,
+                    identity=ordered and not texts)
+
+
+def _reject_jumps(bad: np.ndarray, ref: np.ndarray, speed: np.ndarray, perm: np.ndarray,
+                  rows: np.ndarray, max_speed_kmh: float,
+                  reject: Callable[[np.ndarray, Any, str], None], n: int) -> np.ndarray:
+    """Reject the impossible jumps the kernel found (``bad`` etc. in ``perm`` order); the
+    kept ``perm``."""
+    sel = perm[bad]
+    text = np.full(n, None, dtype=object)
+    verb = np.where(ref[bad] > np.flatnonzero(bad), " to row ", " from row ")
+    text[sel] = ("impossible jump: " + pd.Series(np.round(speed[bad] * 3.6)).astype(
+        np.int64).astype(str) + " km/h" + pd.Series(verb) + _row_text(
+        rows[perm[ref[bad]]]) + f" (limit {max_speed_kmh:g} km/h)").to_numpy()
+    mask = np.zeros(n, dtype=bool)
+    mask[sel] = True
+    reject(mask, text, "jump")
+    return perm[~bad]
 
 
 def _check_options(frame: pd.DataFrame, *, order: str, max_speed_kmh: float,

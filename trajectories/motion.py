@@ -175,36 +175,73 @@ class Track:
     @cached_property
     def segment_length(self) -> np.ndarray:
         """``(n,)`` float64: metres from fix ``i`` to fix ``i + 1`` (0 at a vehicle's last fix)."""
-        seg = np.zeros(self.n_fixes, dtype=np.float64)
-        if self.n_fixes > 1:
-            seg[:-1] = np.sqrt(np.diff(self.x) ** 2 + np.diff(self.y) ** 2)
-            seg[self.offsets[1:] - 1] = 0.0
-        return seg
-
-    @cached_property
-    def _search_key(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Global float64 search key of the fixes, each vehicle's first time and time span."""
-        first = self.t[self.offsets[:-1]]
-        span = self.t[self.offsets[1:] - 1] - first
-        veh = self.vehicle_of_fix()
-        key = veh + (self.t - first[veh]) / (span[veh] + 1.0)
-        return key, first, span
+        return self._derived(_gap_ns(self, None))[0]
 
     def is_gap(self, max_gap: pd.Timedelta | None = None) -> np.ndarray:
         """``(n,)`` bool: the segment from fix ``i`` to fix ``i + 1`` is longer than ``max_gap``.
 
         False at each vehicle's last fix. ``max_gap`` defaults to ``self.max_gap``.
         """
-        limit = _gap_ns(self, max_gap)
-        flag = np.zeros(self.n_fixes, dtype=bool)
-        if self.n_fixes > 1:
-            flag[:-1] = np.diff(self.t) > limit
-            flag[self.offsets[1:] - 1] = False
-        return flag
+        return self._derived(_gap_ns(self, max_gap))[1]
+
+    @cached_property
+    def _slots(self) -> dict[str, int]:
+        """The index of each vehicle id in ``vehicle_ids``."""
+        return {str(v): i for i, v in enumerate(self.vehicle_ids)}
+
+    @cached_property
+    def _cache(self) -> dict[Any, tuple[np.ndarray, ...]]:
+        """Derived per-fix arrays, computed once per track and gap threshold."""
+        return {}
+
+    def _derived(self, gap_ns: int) -> tuple[np.ndarray, ...]:
+        """Segment lengths, gap flags, and the cumulative metres along the fixes from the
+        track's first fix (across vehicles too: only differences within one vehicle mean
+        anything) with gaps as straight lines and as 0, in one pass
+        (:func:`_derive_kernel`); read-only, cached per ``gap_ns``."""
+        if gap_ns not in self._cache:
+            n = self.n_fixes
+            out = (np.zeros(n), np.zeros(n, dtype=np.bool_), np.zeros(n), np.zeros(n))
+            if n:
+                _derive_kernel(np.ascontiguousarray(self.t), np.ascontiguousarray(self.x),
+                               np.ascontiguousarray(self.y),
+                               np.ascontiguousarray(self.offsets, dtype=np.int64),
+                               np.int64(gap_ns), *out)
+            for arr in out:
+                arr.flags.writeable = False
+            self._cache[gap_ns] = out
+        return self._cache[gap_ns]
+
+    def _cumulative(self, gap_ns: int, *, zero_gaps: bool) -> np.ndarray:
+        """``(n,)`` float64: metres from the track's first fix to each fix along the fixes,
+        segments longer than ``gap_ns`` as straight lines or (``zero_gaps``) as 0."""
+        return self._derived(gap_ns)[3 if zero_gaps else 2]
 
     def __repr__(self) -> str:
         return (f"Track({self.n_vehicles} vehicles, {self.n_fixes} fixes, {len(self.gaps)} gaps, "
                 f"crs={self.crs.to_string()})")
+
+
+@numba.njit(cache=True, nogil=True)
+def _derive_kernel(t, x, y, offsets, gap_ns, seg, gap, cum, cum_move):  # pragma: no cover - jit
+    """One pass for :meth:`Track._derived`: the same values as ``sqrt(diff(x)**2 +
+    diff(y)**2)``, ``diff(t) > gap_ns`` (both 0 at each vehicle's last fix) and the running
+    sums ``cum[i] = sum(seg[:i])`` (``np.cumsum`` order)."""
+    n = t.shape[0]
+    for v in range(offsets.shape[0] - 1):
+        for i in range(offsets[v], offsets[v + 1] - 1):
+            dx = x[i + 1] - x[i]
+            dy = y[i + 1] - y[i]
+            seg[i] = np.sqrt(dx * dx + dy * dy)
+            gap[i] = t[i + 1] - t[i] > gap_ns
+    total = 0.0
+    total_move = 0.0
+    for i in range(n - 1):
+        total += seg[i]
+        if not gap[i]:
+            total_move += seg[i]
+        cum[i + 1] = total
+        cum_move[i + 1] = total_move
 
 
 def _gap_ns(track: Track, max_gap: pd.Timedelta | None) -> int:
@@ -299,54 +336,33 @@ def _search(t: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: np.ndarray, *,
     return lo
 
 
+@numba.njit(cache=True, nogil=True)
+def _search_kernel(t, lo, hi, q, right):  # pragma: no cover - jit
+    """Binary search of ``q[i]`` in ``t[lo[i]:hi[i]]`` per query (``searchsorted`` semantics,
+    absolute index): O(log n) per query, no pass over the fixes."""
+    out = np.empty(q.shape[0], dtype=np.int64)
+    for i in range(q.shape[0]):
+        a = lo[i]
+        b = hi[i]
+        v = q[i]
+        while a < b:
+            m = (a + b) >> 1
+            if t[m] < v or (right and t[m] == v):
+                a = m + 1
+            else:
+                b = m
+        out[i] = a
+    return out
+
+
 def _block_search(track: Track, lo: np.ndarray, hi: np.ndarray, q: np.ndarray, *,
                   side: Literal["left", "right"]) -> np.ndarray:
-    """``_search`` where each ``[lo, hi)`` is one vehicle's whole block of fixes (or empty).
-
-    One ``np.searchsorted`` over the track's global key ``vehicle + (t - t_first) / (span +
-    1)`` (monotone in (vehicle, t), float64), then a few exact integer corrections; entries
-    the float key could not settle (fixes microseconds apart) fall back to ``_search``.
-    """
-    lo = np.asarray(lo, dtype=np.int64)
-    hi = np.asarray(hi, dtype=np.int64)
-    out = lo.copy()
-    sel = np.flatnonzero(lo < hi)
-    if sel.size == 0:
-        return out
-    t = track.t
-    key, first, span = track._search_key
-    lo_s = lo[sel]
-    hi_s = hi[sel]
-    qs = q[sel]
-    k = np.searchsorted(track.offsets, lo_s, side="right") - 1
-    q_clip = np.clip(qs, first[k] - 1, first[k] + span[k] + 1)
-    j = np.searchsorted(key, k + (q_clip - first[k]) / (span[k] + 1.0), side=side)
-    j = np.clip(j, lo_s, hi_s)
-    last = t.shape[0] - 1
-    settled = False
-    for _ in range(4):
-        before = t[np.maximum(j - 1, 0)]
-        at = t[np.minimum(j, last)]
-        if side == "right":
-            down = (j > lo_s) & (before > qs)
-            up = (j < hi_s) & (at <= qs)
-        else:
-            down = (j > lo_s) & (before >= qs)
-            up = (j < hi_s) & (at < qs)
-        if not (down.any() or up.any()):
-            settled = True
-            break
-        j = j - down + (up & ~down)
-    if not settled:
-        before = t[np.maximum(j - 1, 0)]
-        at = t[np.minimum(j, last)]
-        if side == "right":
-            wrong = ((j > lo_s) & (before > qs)) | ((j < hi_s) & (at <= qs))
-        else:
-            wrong = ((j > lo_s) & (before >= qs)) | ((j < hi_s) & (at < qs))
-        j[wrong] = _search(t, lo_s[wrong], hi_s[wrong], qs[wrong], side=side)
-    out[sel] = j
-    return out
+    """``_search`` where each ``[lo, hi)`` is one vehicle's whole block of fixes (or empty):
+    a binary search per query (:func:`_search_kernel`)."""
+    lo = np.ascontiguousarray(lo, dtype=np.int64)
+    hi = np.ascontiguousarray(hi, dtype=np.int64)
+    q = np.ascontiguousarray(np.broadcast_to(np.asarray(q, dtype=np.int64), lo.shape))
+    return _search_kernel(track.t, lo, np.maximum(hi, lo), q, side == "right")
 
 
 def _sorted_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -577,8 +593,9 @@ def vehicle_index(track: Track, vehicle_ids: ArrayLike) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     labels = _id_strings(pd.Series(np.asarray(uniques, dtype=object)))
-    found = pd.Index(track.vehicle_ids).get_indexer(labels).astype(np.int64)
-    found = np.append(found, -1)
+    slots = track._slots
+    found = np.array([*(slots.get(label, -1) if label is not None else -1 for label in labels),
+                      -1], dtype=np.int64)  # one lookup per distinct id
     return found[np.where(codes < 0, len(uniques), codes)]
 
 
@@ -764,8 +781,8 @@ def distance_between(
     seg = track.segment_length
     if across_gaps == "zero":
         seg = np.where(gap, 0.0, seg)
-    cum = np.zeros(track.n_fixes, dtype=np.float64)
-    cum[1:] = np.cumsum(seg[:-1])  # across vehicles too: only differences within one are used
+    # across vehicles too: only differences within one are used
+    cum = track._cumulative(gap_ns, zero_gaps=across_gaps == "zero")
     ls = _locate(track, k, ts, gap_ns)
     le = _locate(track, k, te, gap_ns)
 

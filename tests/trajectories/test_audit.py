@@ -701,3 +701,69 @@ def test_all_at_once_keeps_the_whole_track(small_fleet):
     fx, tx, st, veh, cards = small_fleet
     result = audit(fx, tx, st, veh, cards, tz="Asia/Shanghai", rules=["fuel.off_hours"])
     assert result.track.n_fixes == len(fx) and result.track.n_vehicles == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# The transverse Mercator kernel (the audit's projection) against PROJ on real coordinates
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "columns", "sep"), [
+    ("geolife_small.csv", ("X", "Y"), ";"),  # Beijing: CGCS2000 Gauss-Krüger CM 117E
+    (BUS, ("longitude", "latitude"), ","),  # Liverpool: WGS 84 / UTM 30N
+])
+def test_tmerc_kernel_matches_proj_on_real_fixes(shared_data: Path, name, columns, sep):
+    from geosup.crs import metric_crs_for
+    from trajectories.audit import _fast_crs, _project, _tmerc_params
+
+    frame = pd.read_csv(shared_data / TRAJ / name, sep=sep, usecols=list(columns))
+    lon = frame[columns[0]].to_numpy(dtype=float)
+    lat = frame[columns[1]].to_numpy(dtype=float)
+    crs = metric_crs_for((lon.min(), lat.min(), lon.max(), lat.max()))
+    assert _tmerc_params(crs) is not None  # the kernel, not the PROJ fallback
+    x, y = _project(crs, lon, lat)
+    approx = _fast_crs(crs)  # PROJ's own "+approx" transverse Mercator
+    assert approx != crs
+    for target, tol in ((approx, 1e-6), (crs, 1e-3)):  # PROJ +approx to 1 µm, exact to 1 mm
+        ex, ey = pyproj.Transformer.from_crs(4326, target, always_xy=True).transform(lon, lat)
+        np.testing.assert_allclose(x, ex, rtol=0, atol=tol)
+        np.testing.assert_allclose(y, ey, rtol=0, atol=tol)
+    # the same in two threads (big arrays) and in one
+    big = np.tile(lon, 1_000_000 // lon.size + 1), np.tile(lat, 1_000_000 // lat.size + 1)
+    bx, by = _project(crs, *big)
+    np.testing.assert_array_equal(bx[: lon.size], x)
+    np.testing.assert_array_equal(by[: lat.size], y)
+
+
+def test_tmerc_kernel_refuses_other_projections_and_datum_shifts():
+    from trajectories.audit import _project, _tmerc_params
+
+    assert _tmerc_params(pyproj.CRS.from_epsg(3857)) is None  # Mercator: PROJ projects
+    assert _tmerc_params(pyproj.CRS.from_epsg(2154)) is None  # Lambert-93
+    assert _tmerc_params(pyproj.CRS.from_epsg(32750)) is not None  # UTM 50S, false northing
+    lon = np.array([116.4, 117.9, 112.0])
+    lat = np.array([-39.9, -1.0, -60.0])
+    x, y = _project(pyproj.CRS.from_epsg(32750), lon, lat)
+    ex, ey = pyproj.Transformer.from_crs(4326, 32750, always_xy=True).transform(lon, lat)
+    np.testing.assert_allclose(x, ex, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(y, ey, rtol=0, atol=1e-3)
+    x, y = _project(pyproj.CRS.from_epsg(3857), lon, lat)  # the fallback still projects
+    ex, ey = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    np.testing.assert_allclose(x, ex, rtol=0, atol=1e-3)
+
+
+def test_a_bad_partition_raises_from_the_pipeline_and_stops_reading(small_fleet):
+    from geosup.errors import SchemaError
+
+    fx, tx, st, veh, cards = small_fleet
+    parts = partitions(fx)
+    pulled = []
+
+    def feed():  # the partitions are pulled one ahead of the one being measured
+        for i, part in enumerate(parts):
+            pulled.append(i)
+            yield part.drop(columns=["time"]) if i == 2 else part
+
+    with pytest.raises(SchemaError, match="time"):
+        audit(feed(), tx, st, veh, cards, tz="Asia/Shanghai")
+    assert pulled == [0, 1, 2, 3]

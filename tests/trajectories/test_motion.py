@@ -456,7 +456,7 @@ def test_properties_of_random_tracks(track_data, data):
 
 @pytest.mark.parametrize("spacing_ns", [30 * 10**9, 1, 1000])
 def test_block_search_equals_searchsorted_per_vehicle(spacing_ns):
-    """The float-keyed search inside vehicle blocks, against numpy per block (exact ints)."""
+    """The binary search inside vehicle blocks, against numpy per block (exact ints)."""
     from trajectories.motion import _block_search, _search
 
     rng = np.random.default_rng(spacing_ns)
@@ -479,3 +479,33 @@ def test_block_search_equals_searchsorted_per_vehicle(spacing_ns):
                              for i in range(k.size)])
         np.testing.assert_array_equal(_block_search(track, lo, hi, q, side=side), expected)
         np.testing.assert_array_equal(_search(t, lo, hi, q, side=side), expected)
+
+
+@pytest.mark.parametrize("gap_min", [0, 2, 10])
+def test_derived_arrays_equal_the_numpy_formulas(gap_min):
+    """Segment lengths, gap flags and cumulative distances (one numba pass) are bit-identical
+    to the numpy expressions they replace."""
+    rng = np.random.default_rng(gap_min)
+    n = 20_000
+    fixes = pd.DataFrame({
+        "vehicle_id": np.sort(rng.integers(0, 60, n)).astype(str),
+        "time": pd.to_datetime(np.cumsum(rng.integers(1, 1200, n)) * 10**9, utc=True),
+        "lon": 116.4 + rng.normal(0, 0.05, n), "lat": 39.9 + rng.normal(0, 0.05, n)})
+    track = track_from_fixes(fixes)
+    gap_ns = gap_min * 60 * 10**9
+    seg = np.zeros(track.n_fixes)
+    seg[:-1] = np.sqrt(np.diff(track.x) ** 2 + np.diff(track.y) ** 2)
+    seg[track.offsets[1:] - 1] = 0.0
+    gap = np.zeros(track.n_fixes, dtype=bool)
+    gap[:-1] = np.diff(track.t) > gap_ns
+    gap[track.offsets[1:] - 1] = False
+    cum = np.zeros(track.n_fixes)
+    cum[1:] = np.cumsum(seg[:-1])
+    cum_move = np.zeros(track.n_fixes)
+    cum_move[1:] = np.cumsum(np.where(gap, 0.0, seg)[:-1])
+    assert 0 < gap.sum() < n
+    np.testing.assert_array_equal(track.segment_length, seg)
+    np.testing.assert_array_equal(track.is_gap(pd.Timedelta(gap_ns, unit="ns")), gap)
+    np.testing.assert_array_equal(track._cumulative(gap_ns, zero_gaps=False), cum)
+    np.testing.assert_array_equal(track._cumulative(gap_ns, zero_gaps=True), cum_move)
+    assert not track.is_gap().flags.writeable  # cached: callers must not change it
