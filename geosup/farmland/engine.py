@@ -169,8 +169,9 @@ class _Rings:
         xy, owner = shapely.get_coordinates(np.where(simple, geoms, None), return_index=True)
         counts = np.bincount(owner, minlength=n)
         self.offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.sign, convex = _ring_shape(np.ascontiguousarray(xy[:, 0]),
-                                        np.ascontiguousarray(xy[:, 1]), self.offset)
+        # (x and y stay strided views of GEOS's (n, 2) output: copying them costs more
+        # than the kernels gain, and a vertex's x and y sit side by side)
+        self.sign, convex = _ring_shape(xy[:, 0], xy[:, 1], self.offset)
         self.simple = simple & (counts >= 4) & (self.sign != 0)
         self.convex = self.simple & convex
         self.max_vertices = int(counts.max()) if len(counts) else 0
@@ -187,8 +188,7 @@ class _Rings:
             rxy, r_of = shapely.get_coordinates(rings, return_index=True)
             r_counts = np.bincount(r_of, minlength=len(rings))
             r_off = np.concatenate([[0], np.cumsum(r_counts)]).astype(np.int64)
-            r_sign, _ = _ring_shape(np.ascontiguousarray(rxy[:, 0]),
-                                    np.ascontiguousarray(rxy[:, 1]), r_off)
+            r_sign, _ = _ring_shape(rxy[:, 0], rxy[:, 1], r_off)
             base = len(xy)
             xy = np.concatenate([xy, rxy])
             r_own.append(other[p_of[ring_part]])
@@ -203,8 +203,8 @@ class _Rings:
         self.ring_w = np.concatenate(r_w)[order]
         self.roff = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))]).astype(
             np.int64)
-        self.x = np.ascontiguousarray(xy[:, 0])
-        self.y = np.ascontiguousarray(xy[:, 1])
+        self.x = xy[:, 0]
+        self.y = xy[:, 1]
         self.box = np.ascontiguousarray(shapely.bounds(geoms))
 
 
@@ -1038,10 +1038,13 @@ def _crossing_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray,
     first = np.cumsum(lens) - lens
     ring0 = (np.cumsum(n_r) - n_r)[pair_of_ring]  # the first ring of each ring's pair
     ring_start = start[pair_of_ring] + first - first[ring0]
-    col = np.arange(int(lens.sum())) - np.repeat(first, lens)
-    take = np.repeat(ring_start, lens) + col
-    polys = shapely.polygons(shapely.linearrings(
-        np.c_[xs[take], ys[take]], indices=np.repeat(np.arange(len(lens)), lens)))
+    # each ring closed (its first vertex repeated), one polygon per ring
+    closed = lens + 1
+    offsets = np.concatenate([[0], np.cumsum(closed)]).astype(np.int64)
+    col = (np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], closed)) % np.repeat(lens, closed)
+    take = np.repeat(ring_start, closed) + col
+    polys = shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.c_[xs[take], ys[take]],
+                                      (offsets, np.arange(len(lens) + 1)))
     geoms = np.full(len(a), None, dtype=object)
     geoms[done & (n_r == 0)] = shapely.Polygon()
     one = n_r == 1
@@ -1591,6 +1594,10 @@ def overlay_inprocess(
     finally:
         if pool is not None:
             pool.shutdown()
+    # The tables need neither the ring arrays nor the trees: let them go first (at 1M x 1M
+    # they hold about 1 GiB).
+    inp.decl_rings = inp.parcel_rings = None  # type: ignore[assignment]
+    inp.decl_tree = inp.parcel_tree = inp.lu_tree = None  # type: ignore[assignment]
     retries = sum(p.retries for p in parts)
     failed = sum(p.failed for p in parts)
     if retries:
