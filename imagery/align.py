@@ -85,13 +85,18 @@ _RESAMPLING = {r.name: r for r in Resampling}
 
 #: GDAL block cache (MB) while geosup reads and writes rasters. GDAL's default (5 % of RAM)
 #: fills with decoded tiles that a block-by-block pass never reads again and shows up as
-#: resident memory; 128 MB is plenty for window-by-window work.
+#: resident memory; 128 MB is plenty for window-by-window work and keeps the decoded tiles
+#: that neighbouring small windows (chips, parcel batches) share.
 GDAL_CACHE_MB = 128
 
 
 def gdal_env(**options: Any) -> rasterio.Env:
-    """A ``rasterio.Env`` with geosup's GDAL settings (bounded block cache), plus *options*."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **options)
+    """A ``rasterio.Env`` with geosup's GDAL settings (bounded block cache), plus *options*.
+
+    ``rasterio.Env`` hands ``GDAL_CACHEMAX`` to ``GDALSetCacheMax64``, which counts bytes
+    (a bare ``128`` would be a 128-byte cache: every small read decodes its tiles again).
+    """
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20, **options)
 
 
 class ExtentError(ValidationError):
@@ -476,7 +481,8 @@ class AlignedStack:
         return ~np.isnan(data).any(axis=0)
 
     def read(self, window: Window | None = None, *, image: int | str = 0,
-             bands: Sequence[str] | str | None = None) -> NDArray[np.float32]:
+             bands: Sequence[str] | str | None = None,
+             per_band: bool = False) -> NDArray[np.float32]:
         """Read a window of one image on the reference grid.
 
         Parameters
@@ -487,12 +493,17 @@ class AlignedStack:
             Position or id of the image.
         bands : sequence of str, optional
             Band names or roles (``"nir"``) to read; default all bands.
+        per_band : bool
+            Leave each band's own nodata pixels NaN in that band only (alpha, cloud and
+            outside the image still blank every band). For a caller that reads a union of
+            bands once and applies the any-band rule to its own subsets.
 
         Returns
         -------
         numpy.ndarray
             ``(bands, h, w)`` float32. A pixel is NaN in every band when any requested band
-            is nodata there, when alpha is 0, when the cloud mask is set, or outside the image.
+            is nodata there (unless ``per_band``), when alpha is 0, when the cloud mask is set,
+            or outside the image.
 
         Raises
         ------
@@ -520,11 +531,12 @@ class AlignedStack:
                     if np.isnan(s.nodata):
                         continue
                     out[j][band == s.nodata] = np.nan
-        invalid = np.isnan(out).any(axis=0)
+        invalid = (np.zeros((h, w), bool) if per_band and self._masks[i] else
+                   None if per_band else np.isnan(out).any(axis=0))
         for m in self._masks[i]:
             a = self._handle(m.path).read(m.bidx, window=window)
             invalid |= (a <= 0) if m.kind == "alpha" else (a != 0)
-        if invalid.any():
+        if invalid is not None and invalid.any():
             out[:, invalid] = np.nan
         return out
 

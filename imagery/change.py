@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +90,9 @@ from imagery.catalog import band_role, require_bands
 
 __all__ = [
     "ATMOSPHERIC_BANDS",
+    "EXTRA_NODATA",
     "INDICES",
+    "BlockFn",
     "ChangeResult",
     "Normalisation",
     "compute_change",
@@ -114,6 +116,14 @@ SIGNED_INDICES: tuple[str, ...] = ("dndvi", "dndbi", "dbright")
 
 _EPS = 1e-6
 _SAMPLE_CAP = 250_000
+
+#: A per-window function of extra outputs of :func:`compute_change`: it gets a
+#: ``(bands, h, w)`` float32 block of the before image (each band NaN where *it* is invalid)
+#: and returns an ``(h, w)`` array (float32, NaN = invalid; or uint8, 255 = invalid).
+BlockFn = Callable[[NDArray[np.float32]], NDArray[Any]]
+
+#: Nodata of each dtype an extra output of :func:`compute_change` may have.
+EXTRA_NODATA: dict[str, float] = {"float32": float("nan"), "uint8": 255.0}
 
 
 def ndvi(red: NDArray[np.floating], nir: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -381,6 +391,8 @@ class ChangeResult:
         ``dndvi`` if computed.
     valid_share : float
         Share of the grid valid on both dates (from the sample).
+    extra_paths : dict
+        Name → GeoTIFF of the ``extra`` outputs asked of :func:`compute_change`.
     """
 
     grid: Grid
@@ -396,6 +408,7 @@ class ChangeResult:
     vegetation_index: str | None = None
     valid_share: float = float("nan")
     quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra_paths: dict[str, Path] = field(default_factory=dict)
 
     @property
     def indices(self) -> list[str]:
@@ -485,53 +498,69 @@ def _plan(stack: AlignedStack, before: int, after: int, indices: Sequence[str] |
 _CODES = {"magnitude": 0, "dndvi": 1, "dndbi": 2, "dbright": 3}
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _change_kernel(b: NDArray[np.float32], a: NDArray[np.float32], gain: NDArray[np.float32],
                    offset: NDArray[np.float32], scale: NDArray[np.float32],
                    mag: NDArray[np.int64], red: int, nir: int, swir: int,
                    vis: NDArray[np.int64], codes: NDArray[np.int64],
                    out: NDArray[np.float32]) -> None:
-    """All indices of one ``(bands, h, w)`` block in one pass over the pixels."""
+    """All indices of one ``(bands, h, w)`` block, row by row.
+
+    Each step runs over a whole row (contiguous, branch-free: the compiler vectorises the
+    float32 divisions), in the same float32 operations per pixel as a pixel-by-pixel loop;
+    a pixel where any band of either date is NaN gets NaN in every index.
+    """
     nb, h, w = b.shape
     nan = np.float32(np.nan)
-    an = np.empty(nb, np.float32)
+    an = np.empty((nb, w), np.float32)
+    ok = np.empty(w, np.bool_)
+    acc = np.empty(w, np.float32)
+    nmag = mag.size
+    nvis = vis.size
     for i in range(h):
         for j in range(w):
-            ok = True
-            for k in range(nb):
+            ok[j] = True
+        for k in range(nb):
+            g = gain[k]
+            o = offset[k]
+            for j in range(w):
                 bv = b[k, i, j]
                 av = a[k, i, j]
-                if np.isnan(bv) or np.isnan(av):
-                    ok = False
-                    break
-                an[k] = av * gain[k] + offset[k]
-            if not ok:
-                for c in range(codes.size):
-                    out[c, i, j] = nan
-                continue
-            for c in range(codes.size):
-                code = codes[c]
-                v = nan
-                if code == 0:
-                    acc = np.float32(0.0)
-                    for m in mag:
-                        z = (an[m] - b[m, i, j]) / scale[m]
-                        acc += z * z
-                    v = np.sqrt(acc / mag.size)
-                elif code == 1 or code == 2:
-                    p = red if code == 1 else swir  # NDVI: (nir-red)/(nir+red); NDBI: swapped
-                    d0 = b[nir, i, j] + b[p, i, j]
-                    d1 = an[nir] + an[p]
-                    if d0 != 0 and d1 != 0:
-                        i0 = (b[nir, i, j] - b[p, i, j]) / d0
-                        i1 = (an[nir] - an[p]) / d1
-                        v = (i1 - i0) if code == 1 else (i0 - i1)
-                else:
-                    acc = np.float32(0.0)
-                    for m in vis:
-                        acc += (an[m] - b[m, i, j]) / scale[m]
-                    v = acc / vis.size
-                out[c, i, j] = v
+                ok[j] = ok[j] & ~(np.isnan(bv) | np.isnan(av))
+                an[k, j] = av * g + o
+        for c in range(codes.size):
+            code = codes[c]
+            if code == 0:  # magnitude: RMS of the per-band standardised differences
+                for j in range(w):
+                    acc[j] = np.float32(0.0)
+                for m in mag:
+                    s = scale[m]
+                    for j in range(w):
+                        z = (an[m, j] - b[m, i, j]) / s
+                        acc[j] += z * z
+                for j in range(w):
+                    out[c, i, j] = np.sqrt(acc[j] / nmag) if ok[j] else nan
+            elif code == 1 or code == 2:
+                # NDVI: (nir - red) / (nir + red); NDBI: the same with swir, sign swapped
+                p = red if code == 1 else swir
+                for j in range(w):
+                    bn = b[nir, i, j]
+                    bp = b[p, i, j]
+                    d0 = bn + bp
+                    d1 = an[nir, j] + an[p, j]
+                    i0 = (bn - bp) / d0
+                    i1 = (an[nir, j] - an[p, j]) / d1
+                    v = (i1 - i0) if code == 1 else (i0 - i1)
+                    out[c, i, j] = v if (ok[j] and d0 != 0 and d1 != 0) else nan
+            else:  # brightness: mean standardised change of the visible bands
+                for j in range(w):
+                    acc[j] = np.float32(0.0)
+                for m in vis:
+                    s = scale[m]
+                    for j in range(w):
+                        acc[j] += (an[m, j] - b[m, i, j]) / s
+                for j in range(w):
+                    out[c, i, j] = (acc[j] / nvis) if ok[j] else nan
 
 
 def _indices_block(plan: _Plan, norm: Normalisation, b: NDArray[np.float32],
@@ -587,6 +616,7 @@ def compute_change(
     compress: str | None = None,
     workers: int = 2,
     overwrite: bool = True,
+    extra: Mapping[str, tuple[Any, ...]] | None = None,
     progress: ProgressFn | None = None,
 ) -> ChangeResult:
     """Compute change indices between two aligned dates, window by window.
@@ -620,6 +650,14 @@ def compute_change(
         Threads computing windows (reads and numpy release the GIL).
     overwrite : bool
         Replace existing index rasters.
+    extra : mapping, optional
+        More per-pixel outputs of the *before* image computed in the same pass (its
+        windows are read once for everything): name → ``(bands, fn)`` or ``(bands, fn,
+        dtype)``; ``fn`` gets the ``(len(bands), h, w)`` float32 block of those bands (names
+        or roles), each band NaN where it is itself invalid, and returns an ``(h, w)`` array
+        written to ``<out_dir>/<name>.tif`` (:attr:`ChangeResult.extra_paths`) as *dtype*:
+        ``"float32"`` (default; nodata NaN) or ``"uint8"`` (nodata 255,
+        :data:`EXTRA_NODATA`).
     progress : callable, optional
         ``progress(fraction, message)`` once per window.
 
@@ -639,7 +677,7 @@ def compute_change(
                                magnitude_bands=magnitude_bands, normalise=normalise,
                                threshold=threshold, quantile=quantile, max_sample=max_sample,
                                compress=compress, workers=workers, overwrite=overwrite,
-                               progress=progress)
+                               extra=extra, progress=progress)
 
 
 def _compute_change(
@@ -657,6 +695,7 @@ def _compute_change(
     compress: str | None,
     workers: int,
     overwrite: bool,
+    extra: Mapping[str, tuple[Any, ...]] | None,
     progress: ProgressFn | None,
 ) -> ChangeResult:
     bi, ai = stack.index(before), stack.index(after)
@@ -686,7 +725,22 @@ def _compute_change(
     # 2. indices, window by window
     grid = stack.grid
     paths = {k: out_dir / f"{k}.tif" for k in plan.indices}
-    for p in paths.values():
+    # Extra outputs: their bands, taken from the index bands when all are among them.
+    extras: dict[str, tuple[list[str], BlockFn, list[int] | None, str]] = {}
+    for name, spec in (extra or {}).items():
+        ebands, fn, dtype = (*spec, "float32") if len(spec) == 2 else spec
+        if name in paths:
+            msg = f"extra output {name!r} has the name of a change index"
+            raise ConfigError(msg)
+        if dtype not in EXTRA_NODATA:
+            msg = (f"extra output {name!r}: dtype {dtype!r} is not one of "
+                   f"{', '.join(EXTRA_NODATA)}")
+            raise ConfigError(msg)
+        names = require_bands(stack.bands(bi), list(ebands), what=f"extra output {name!r}")
+        pos = [plan.bands.index(b) for b in names] if set(names) <= set(plan.bands) else None
+        extras[name] = (names, fn, pos, dtype)
+    extra_paths = {k: out_dir / f"{k}.tif" for k in extras}
+    for p in [*paths.values(), *extra_paths.values()]:
         if p.exists() and not overwrite:
             msg = f"{p} exists; pass overwrite=True to replace it"
             raise ValidationError(msg)
@@ -700,16 +754,30 @@ def _compute_change(
     windows = list(stack.windows())
 
     def work(w: Window) -> tuple[Window, dict[str, NDArray[np.float32]]]:
-        b = stack.read(w, image=bi, bands=plan.bands)
-        a = stack.read(w, image=ai, bands=plan.bands)
-        return w, _indices_block(plan, norm, b, a)
+        # Per-band NaN: the kernel blanks a pixel where any band of either date is NaN, as
+        # the any-band rule of a plain read would, and the extras apply it to their bands.
+        b = stack.read(w, image=bi, bands=plan.bands, per_band=True)
+        a = stack.read(w, image=ai, bands=plan.bands, per_band=True)
+        out = _indices_block(plan, norm, b, a)
+        for name, (names, fn, pos, dtype) in extras.items():
+            block = (b[pos] if pos is not None else
+                     stack.read(w, image=bi, bands=names, per_band=True))
+            out[name] = np.asarray(fn(block), dtype)
+        return w, out
 
     outs = {k: rasterio.open(p, "w", **fprof) for k, p in paths.items()}
+    for k, p in extra_paths.items():
+        dtype = extras[k][3]
+        outs[k] = rasterio.open(p, "w", **{**fprof, "dtype": dtype,
+                                           "nodata": EXTRA_NODATA[dtype]})
     try:
         for k in outs:
             outs[k].set_band_description(1, k)
-            outs[k].update_tags(threshold=str(thresholds[k]), before=stack.ids[bi],
-                                after=stack.ids[ai])
+            if k in paths:
+                outs[k].update_tags(threshold=str(thresholds[k]), before=stack.ids[bi],
+                                    after=stack.ids[ai])
+            else:
+                outs[k].update_tags(image=stack.ids[bi])
         for n, (w, idx) in enumerate(_ordered_map(work, windows, workers), start=1):
             for k, v in idx.items():
                 outs[k].write(v, 1, window=w)
@@ -727,7 +795,7 @@ def _compute_change(
         threshold_method=threshold, normalisation=norm, before=e_b.image_id,
         after=e_a.image_id, before_date=e_b.acquired_on, after_date=e_a.acquired_on,
         builtup_index=builtup, vegetation_index="dndvi" if "dndvi" in plan.indices else None,
-        valid_share=valid_share, quantiles=qs,
+        valid_share=valid_share, quantiles=qs, extra_paths=extra_paths,
     )
 
 

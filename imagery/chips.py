@@ -30,7 +30,8 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosup.errors import DataSourceError, ValidationError
-from imagery.align import AlignedStack, Grid
+from imagery.align import AlignedStack, Grid, gdal_env
 from imagery.catalog import band_role
 from imagery.change import Normalisation
 
@@ -276,6 +277,7 @@ def write_chips(
     percentiles: tuple[float, float] = (2.0, 98.0),
     outline_color: tuple[int, int, int] = (255, 255, 0),
     relative_to: str | PathLike[str] | None = None,
+    workers: int = 2,
     progress: Callable[[float, str], None] | None = None,
 ) -> pd.DataFrame:
     """Write before/after PNG chips for each claim; return their paths and bounds.
@@ -303,6 +305,8 @@ def write_chips(
         RGB of the claim outline.
     relative_to : path-like, optional
         Write paths relative to this folder in the result (default absolute).
+    workers : int
+        Threads writing chips (reads, PNG compression and numpy release the GIL).
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -330,30 +334,61 @@ def write_chips(
         offset = np.array([normalisation.offset[pos[b]] if b in pos else 0.0 for b in bands_a])
     ids = frame[id_column].astype(str).to_numpy()
     geoms = frame.geometry.to_numpy()
-    rows: dict[str, dict[str, Any]] = {}
     color = np.asarray(outline_color, np.uint8)
     root = Path(relative_to) if relative_to is not None else None
     n = len(frame)
-    for k in range(n):  # one small window per alerted claim (not a hot path)
+    todo: list[tuple[int, Window]] = []
+    for k in range(n):
         geom = geoms[k]
         if geom is None or shapely.is_empty(geom):
             continue
         win = chip_window(grid, shapely.bounds(geom).tolist(), pad=pad, min_pixels=min_pixels)
-        if win is None:
-            continue
+        if win is not None:
+            todo.append((k, win))
+    # Decoding the image tiles is the cost of a chip: visit the windows in bands of two
+    # tile rows, left to right, so that neighbouring chips (and those straddling the two
+    # rows) reuse the decoded tiles in GDAL's block cache, and give whole bands to the
+    # worker threads (each has its own file handles, hence its own cached tiles).
+    bs = max(1, int(stack.blocksize))
+
+    def band(item: tuple[int, Window]) -> int:
+        return int(item[1].row_off) // (2 * bs)
+
+    todo.sort(key=lambda kw: (band(kw), int(kw[1].col_off) // bs, int(kw[1].row_off),
+                              int(kw[1].col_off)))
+    groups: list[list[tuple[int, Window]]] = []
+    for item in todo:
+        if groups and band(groups[-1][0]) == band(item):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+
+    def _chip_step(win: Window) -> tuple[int, Affine]:
+        step = max(1, math.ceil(max(int(win.width), int(win.height)) / max_pixels))
+        wt = (grid.transform @ Affine.translation(int(win.col_off), int(win.row_off))
+              @ Affine.scale(step))
+        return step, wt
+
+    # The outlines are burned here, before the threads: GDAL's in-memory rasterisation
+    # is cheap and is kept out of the worker threads.
+    edges: dict[int, NDArray[np.bool_]] = {}
+    for k, win in todo:
+        step, wt = _chip_step(win)
+        shape = (math.ceil(int(win.height) / step), math.ceil(int(win.width) / step))
+        edges[k] = outline_mask(geoms[k], wt, shape)
+
+    def chip(k: int, win: Window) -> dict[str, Any]:
         b = stack.read(win, image=bi, bands=bands_b)
         a = stack.read(win, image=ai, bands=bands_a)
         if gain is not None:
             a = a * gain[:, None, None].astype(np.float32) + offset[:, None, None].astype(
                 np.float32)
-        step = max(1, math.ceil(max(int(win.width), int(win.height)) / max_pixels))
+        step, wt = _chip_step(win)
         if step > 1:
             b, a = b[:, ::step, ::step], a[:, ::step, ::step]
         lo, hi = percentile_stretch(b, a, percentiles=percentiles)
         img_b, img_a = apply_stretch(b, lo, hi), apply_stretch(a, lo, hi)
-        wt = (grid.transform @ Affine.translation(int(win.col_off), int(win.row_off))
-              @ Affine.scale(step))
-        edge = outline_mask(geom, wt, img_b.shape[:2])
+        edge = edges[k]
         img_b[edge] = color
         img_a[edge] = color
         name = _safe_name(ids[k])
@@ -365,11 +400,28 @@ def write_chips(
                                max(left, right), max(top, bottom), densify_pts=5)
         if root is not None:
             pb, pa = Path(_relative(pb, root)), Path(_relative(pa, root))
-        rows[ids[k]] = {"chip_before": str(pb), "chip_after": str(pa),
-                        "chip_bounds": [[round(w84[1], 7), round(w84[0], 7)],
-                                        [round(w84[3], 7), round(w84[2], 7)]]}
-        if progress is not None:
-            progress((k + 1) / n, "image chips")
+        return {"chip_before": str(pb), "chip_after": str(pa),
+                "chip_bounds": [[round(w84[1], 7), round(w84[0], 7)],
+                                [round(w84[3], 7), round(w84[2], 7)]]}
+
+    def run(group: list[tuple[int, Window]]) -> list[tuple[int, dict[str, Any]]]:
+        with gdal_env():  # rasterio's environment is per thread
+            return [(k, chip(k, win)) for k, win in group]
+
+    done: dict[int, dict[str, Any]] = {}
+    if workers > 1 and len(groups) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results: Iterable[list[tuple[int, dict[str, Any]]]] = pool.map(run, groups)
+            for part in results:
+                done.update(part)
+                if progress is not None:
+                    progress(len(done) / max(len(todo), 1), "image chips")
+    else:
+        for group in groups:
+            done.update(run(group))
+            if progress is not None:
+                progress(len(done) / max(len(todo), 1), "image chips")
+    rows = {ids[k]: done[k] for k in sorted(done)}  # input order
     out = pd.DataFrame.from_dict(rows, orient="index", columns=list(CHIP_COLUMNS))
     out.index.name = id_column
     return out

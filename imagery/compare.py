@@ -13,8 +13,9 @@
    against each notice date).
 3. **Per pair**: the two dates are aligned on the before image's grid
    (:func:`imagery.align.align`), change indices computed (:func:`imagery.change.compute_change`:
-   change magnitude, ΔNDVI, built-up/brightness change), the before image classified into a
-   built-up mask (:func:`builtup_mask`) and every claim summarised with exactextract
+   change magnitude, ΔNDVI, built-up/brightness change) and, in the same pass over the
+   windows, the before image classified into a built-up mask (as :func:`builtup_mask`
+   does), then every claim summarised with exactextract
    (:func:`imagery.stats.parcel_stats`, coverage-weighted). Claims with too few valid pixels
    are *inconclusive*: kept, counted, never scored by the image rules.
 4. **Rules** (:mod:`imagery.rules`) run on the per-claim table with the thresholds in force
@@ -87,7 +88,7 @@ from geosup.crs import metric_crs_for
 from geosup.errors import ConfigError, CRSError, SchemaError, ValidationError
 from geosup.io import LEDGER_COLUMNS, PERSONS_READ, ROW_COLUMN, read_table
 from geosup.rules import REGISTRY, Rule, load_builtin_rules, resolve_thresholds
-from imagery.align import AlignedStack, ExtentError, ProgressFn, align
+from imagery.align import AlignedStack, ExtentError, ProgressFn, align, gdal_env
 from imagery.catalog import BandError, Catalog, ImageEntry, band_role, require_bands
 from imagery.change import ChangeResult, compute_change, ndbi, ndvi
 from imagery.chips import write_chips
@@ -552,26 +553,46 @@ def builtup_mask(stack: AlignedStack, dst: str | os.PathLike[str], *, image: int
         The image lacks the red or NIR band.
     """
     i = stack.index(image)
-    names = stack.bands(i)
-    red, nir = require_bands(names, ["red", "nir"], what="the built-up mask")
-    swir = band_role(names, "swir1")
-    bands = [red, nir] + ([swir] if swir else [])
+    bands, classify, _ = _builtup_spec(stack.bands(i), ndvi_max=ndvi_max,
+                                       water_ndvi=water_ndvi, ndbi_min=ndbi_min)
     grid = stack.grid
     bs = blocksize or stack.blocksize
     prof = grid.profile(count=1, dtype="float32", nodata=float("nan"), blockxsize=bs,
                         blockysize=bs, compress="zstd", zstd_level=1, predictor=3)
     dst = Path(dst)
-    with rasterio.open(dst, "w", **prof) as out:
+    with gdal_env(), rasterio.open(dst, "w", **prof) as out:
         for w in grid.windows(bs):
-            data = stack.read(w, image=i, bands=bands)
-            v = ndvi(data[0], data[1])
-            built = (v < ndvi_max) & (v >= water_ndvi)
-            if swir:
-                built &= ndbi(data[2], data[1]) > ndbi_min
-            res = built.astype(np.float32)
-            res[~np.isfinite(v)] = np.nan
+            res = classify(stack.read(w, image=i, bands=bands, per_band=True)).astype(
+                np.float32)
+            res[res == 255] = np.nan
             out.write(res, 1, window=w)
     return dst
+
+
+def _builtup_spec(names: Sequence[str], *, ndvi_max: float, water_ndvi: float,
+                  ndbi_min: float) -> tuple[list[str], Any, str]:
+    """The bands the built-up classification reads, its per-block function and dtype.
+
+    The function takes a ``(bands, h, w)`` block whose bands are NaN where each is invalid
+    and returns uint8 1 (built-up) / 0 / 255 (any of its bands invalid): a quarter of the
+    bytes of float32 to write and read back, the same coverage-weighted means.
+    """
+    red, nir = require_bands(names, ["red", "nir"], what="the built-up mask")
+    swir = band_role(names, "swir1")
+    bands = [red, nir] + ([swir] if swir else [])
+
+    def classify(data: np.ndarray) -> np.ndarray:
+        v = ndvi(data[0], data[1])
+        built = (v < ndvi_max) & (v >= water_ndvi)
+        invalid = ~np.isfinite(v)
+        if swir:
+            built &= ndbi(data[2], data[1]) > ndbi_min
+            invalid |= np.isnan(data[2])
+        res = built.astype(np.uint8)
+        res[invalid] = 255
+        return res
+
+    return bands, classify, "uint8"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -832,13 +853,18 @@ def compare(
                           progress=part(0.0, 0.3))
             stacks.append((stack, None, sub.index))  # type: ignore[arg-type]
             indices = _change_indices(stack, selected)
-            change = compute_change(stack, root / "change", indices=indices,
+            # The built-up mask of the before image is computed in the change pass, from
+            # the same windows (read and decoded once).
+            extra = None
+            if cns is not None:
+                extra = {"seen_builtup": _builtup_spec(
+                    stack.bands(0), ndvi_max=float(cns["ndvi_max"]),
+                    water_ndvi=float(cns["water_ndvi"]), ndbi_min=float(cns["ndbi_min"]))}
+            report(base + 0.3 / n_pairs, "change indices")
+            change = compute_change(stack, root / "change", indices=indices, extra=extra,
                                     progress=part(0.3, 0.75))
             paths = dict(change.paths)
-            if cns is not None:
-                paths["seen_builtup"] = builtup_mask(
-                    stack, root / "seen_builtup.tif", ndvi_max=float(cns["ndvi_max"]),
-                    water_ndvi=float(cns["water_ndvi"]), ndbi_min=float(cns["ndbi_min"]))
+            paths.update(change.extra_paths)
             report(base + 0.8 / n_pairs, "per-claim statistics")
             st = parcel_stats(sub[["claim_id", "geometry"]], dataclasses.replace(change,
                               paths=paths), id_column="claim_id", quantile=q,
@@ -877,6 +903,7 @@ def compare(
                                                      if c not in TABLE_COLUMNS]]
 
         # Rules.
+        report(0.92, "rules")
         context = RuleContext(persons=pers, timezone=timezone)
         hits_list = []
         rule_input = table.reset_index(drop=True)
@@ -889,6 +916,7 @@ def compare(
                 pd.DataFrame(columns=["rule", "subject_id", "score", "evidence"]))
 
         # Chips for the claims with image alerts, best first.
+        report(0.94, "image chips")
         if len(hits):
             img = hits.loc[hits["rule"].isin(IMAGE_RULES)]
             best = (img.groupby("subject_id")["score"].max().sort_values(ascending=False)

@@ -481,13 +481,9 @@ def _zonal_batches(
         th = np.asarray(thresholds, np.float64)
         batches = _batches(geoms, grid, _BATCH_CELLS)
 
-        def reduce(sel: NDArray[np.int64], offsets: NDArray[np.int64],
-                   cells: NDArray[np.int64], weights: NDArray[np.float64]) -> None:
-            res = np.full((sel.size, k, 4), np.nan)
-            res[:, :, 0] = 0.0
+        def read(cells: NDArray[np.int64]) -> tuple[Any, ...] | None:
             if cells.size == 0:
-                out[sel] = res
-                return
+                return None
             rows, cols = np.divmod(cells, grid.width)
             r0, c0 = int(rows.min()), int(cols.min())
             w = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
@@ -496,22 +492,36 @@ def _zonal_batches(
                 data[i] = h.read(band, window=w, out_dtype="float32")
             rows -= r0
             cols -= c0
+            return rows, cols, data
+
+        def reduce(sel: NDArray[np.int64], offsets: NDArray[np.int64],
+                   weights: NDArray[np.float64], block: Future[tuple[Any, ...] | None]) -> None:
+            res = np.full((sel.size, k, 4), np.nan)
+            res[:, :, 0] = 0.0
+            got = block.result()
+            if got is None:
+                out[sel] = res
+                return
+            rows, cols, data = got
             _reduce(offsets, rows, cols, weights, data, nodata, float(quantile), th, res)
             out[sel] = res
 
-        # exactextract (holds the GIL) runs here while the previous batch is reduced in a
-        # worker thread (rasterio reads and the numba kernel release the GIL).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: Future[None] | None = None
+        # Three stages overlap: exactextract's cells (holds the GIL) here, the window read
+        # (rasterio releases the GIL) in one thread, the numba reduction (nogil, parallel)
+        # in another; at most three batches are in flight, which bounds memory.
+        with ThreadPoolExecutor(max_workers=1) as reader, \
+                ThreadPoolExecutor(max_workers=1) as reducer:
+            pending: list[Future[None]] = []
             for i, sel in enumerate(batches, start=1):
                 offsets, cells, weights = parcel_cells(geoms[sel], grid, method=method)
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(reduce, sel, offsets, cells, weights)
+                block = reader.submit(read, cells)
+                pending.append(reducer.submit(reduce, sel, offsets, weights, block))
+                if len(pending) >= 3:
+                    pending.pop(0).result()
                 if progress is not None:
                     progress(i / len(batches), "parcel statistics")
-            if pending is not None:
-                pending.result()
+            for f in pending:
+                f.result()
     finally:
         for h in handles:
             h.close()

@@ -174,3 +174,31 @@ def test_no_pixel_valid_on_both_dates(rgb_path: Path, tmp_path: Path) -> None:
               ImageEntry.from_path(p, acquired_on="2014-05-01", image_id="b")]
     with align(images) as stack, pytest.raises(ValidationError, match="valid on both dates"):
         compute_change(stack, tmp_path / "out")
+
+
+def test_extra_outputs_of_the_change_pass_equal_a_separate_pass(shared_data: Path,
+                                                               tmp_path: Path) -> None:
+    """The built-up mask computed inside the change pass (per-band NaN, uint8) equals the
+    standalone float32 mask, on the full OSCD band set (20 m SWIR warped, nodata edges)."""
+    from imagery.compare import _builtup_spec, builtup_mask
+
+    cat = Catalog.from_oscd(shared_data / "imagery" / "oscd" / "rennes")
+    with align(cat) as stack:
+        spec = _builtup_spec(stack.bands(0), ndvi_max=0.2, water_ndvi=-0.1, ndbi_min=0.0)
+        assert "B11" in spec[0]  # the SWIR band (NDBI) is part of the classification
+        # both ways: the extra's bands among the index bands, or read for it alone
+        change = compute_change(stack, tmp_path / "change", extra={"built": spec},
+                                indices=["magnitude"])
+        alone = compute_change(stack, tmp_path / "alone", extra={"built": spec},
+                               indices=["magnitude"], magnitude_bands=["B02", "B03"])
+        ref = builtup_mask(stack, tmp_path / "ref.tif")
+    with rasterio.open(ref) as ds:
+        want = ds.read(1)
+    for result in (change, alone):
+        with rasterio.open(result.extra_paths["built"]) as ds:
+            assert ds.dtypes[0] == "uint8" and ds.nodata == 255
+            got = ds.read(1).astype("float32")
+        got[got == 255] = np.nan
+        np.testing.assert_array_equal(got, want)
+    assert (want == 1).any() and (want == 0).any()
+    assert list(change.paths) == ["magnitude"]

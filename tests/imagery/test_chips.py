@@ -170,3 +170,24 @@ def test_chip_dates_are_the_stack_order(tmp_path):
     with align(e) as stack:
         row = write_chips(stack, claims, tmp_path / "c", normalisation=norm).loc["x"]
     assert (read_png(row["chip_before"]) == read_png(row["chip_after"])).all()
+
+
+def test_chips_do_not_depend_on_the_worker_threads(rgb_pair, tmp_path):
+    """Chips are visited tile by tile in worker threads; files and rows stay the same."""
+    entries, _ = rgb_pair
+    with rasterio.open(entries[0].paths[0]) as ds:
+        left, bottom, right, top = ds.bounds
+    rng = np.random.default_rng(7)
+    x = rng.uniform(left + 500, right - 2000, 40)
+    y = rng.uniform(bottom + 500, top - 2000, 40)
+    claims = gpd.GeoDataFrame({"claim_id": [f"c{i:02d}" for i in range(40)]}, crs=32618,
+                              geometry=shapely.box(x, y, x + rng.uniform(100, 1500, 40),
+                                                   y + rng.uniform(100, 1500, 40)))
+    with align(entries, blocksize=256) as stack:
+        one = write_chips(stack, claims, tmp_path / "one", workers=1)
+        two = write_chips(stack, claims, tmp_path / "two", workers=2)
+    assert list(one.index) == list(two.index) == list(claims["claim_id"])
+    assert one["chip_bounds"].tolist() == two["chip_bounds"].tolist()
+    for a, b in zip(one["chip_after"], two["chip_after"], strict=True):
+        assert Path(a).name == Path(b).name
+        assert Path(a).read_bytes() == Path(b).read_bytes()
