@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlertNotFoundError",
+    "AreaUnitError",
     "CRSError",
     "ConfigError",
     "DataSourceError",
@@ -42,6 +43,10 @@ class SchemaError(GeosupError, ValueError):
 
 class ValidationError(GeosupError, ValueError):
     """Values are unusable as a whole (not just some rows)."""
+
+
+class AreaUnitError(GeosupError, ValueError):
+    """Areas that do not fit their polygons in the declared unit (a wrong unit)."""
 
 
 class CRSError(GeosupError, ValueError):

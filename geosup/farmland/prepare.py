@@ -61,7 +61,13 @@ import pyproj
 import shapely
 
 from geosup.crs import AREA_UNITS, metric_crs_for, normalize_area_unit
-from geosup.errors import ConfigError, CRSError, GeometryRepairWarning, SchemaError
+from geosup.errors import (
+    AreaUnitError,
+    ConfigError,
+    CRSError,
+    GeometryRepairWarning,
+    SchemaError,
+)
 from geosup.io import LEDGER_COLUMNS, REPAIR_COLUMNS, ROW_COLUMN, RejectsLedger
 
 __all__ = ["DECLARATION_COLUMNS", "LAND_USE_COLUMNS", "PARCEL_COLUMNS", "Prepared", "prepare"]
@@ -75,6 +81,8 @@ DECLARATION_COLUMNS: tuple[str, ...] = (
 )
 #: Columns of :attr:`Prepared.parcels`, in order.
 PARCEL_COLUMNS: tuple[str, ...] = ("parcel_id", "eligible_m2", "land_use", "geometry")
+#: A layer's areas over its polygons' areas: a median outside [1/x, x] means a wrong unit.
+_LAYER_RATIO = 5.0
 #: Columns of :attr:`Prepared.land_use`, in order.
 LAND_USE_COLUMNS: tuple[str, ...] = ("land_use", "geometry")
 
@@ -561,6 +569,28 @@ def _reject_duplicates(
 # ---------------------------------------------------------------------------------------------
 
 
+def _unit_check(ratio: np.ndarray, unit: str, what: str) -> None:
+    """Refuse a layer whose areas are, as a rule, far from its polygons' areas (the median
+    of area in the declared unit, in m², over the polygon's area outside [1/5, 5]): the
+    unit is wrong for the whole layer, and every row would otherwise raise an alert. The
+    message names the unit that fits."""
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if len(ratio) < 3:
+        return
+    median = float(np.median(ratio))
+    if 1.0 / _LAYER_RATIO <= median <= _LAYER_RATIO:
+        return
+    factor = AREA_UNITS[unit]
+    fits = min(AREA_UNITS, key=lambda u: abs(np.log(median * AREA_UNITS[u] / factor)))
+    fitted = median * AREA_UNITS[fits] / factor
+    hint = (f"they look like {fits!r} (--area-unit {fits})"
+            if fits != unit and 1.0 / _LAYER_RATIO <= fitted <= _LAYER_RATIO
+            else "no area unit makes them fit")
+    msg = (f"the {what} are a median {median:,.4g} times their polygons' areas with "
+           f"area_unit={unit!r}; {hint}. Check the area columns and their unit.")
+    raise AreaUnitError(msg)
+
+
 def prepare(
     declarations: pd.DataFrame,
     parcels: gpd.GeoDataFrame,
@@ -571,6 +601,7 @@ def prepare(
     crs: object = None,
     precision_m: float = 0.01,
     sliver_m2: float = 1.0,
+    unit_slip_ratio: float = 100.0,
     source_names: Mapping[str, str] | None = None,
     ledger: RejectsLedger | None = None,
 ) -> Prepared:
@@ -599,6 +630,9 @@ def prepare(
         Grid size of ``shapely.set_precision`` in metres (0 disables the grid).
     sliver_m2 : float, default 1.0
         Polygon parts below this area are removed; geometries below it are rejected.
+    unit_slip_ratio : float, default 100
+        A drawn declaration whose declared area is this many times its drawing's area or
+        more is rejected (a value typed in another unit), not reconciled.
     source_names : mapping, optional
         Names of the inputs in the ledger and in ``counts``, keyed by ``"declarations"``,
         ``"parcels"``, ``"land_use"``, ``"previous"`` (default: those words).
@@ -615,6 +649,9 @@ def prepare(
     ------
     ConfigError
         ``area_unit`` is missing or unknown (raised before any other work).
+    AreaUnitError
+        The declared or the eligible areas are, as a rule (median), more than 5 times off
+        their polygons' areas: the layer's unit is not ``area_unit``.
     SchemaError
         A required column is missing.
     CRSError
@@ -684,6 +721,9 @@ def prepare(
     _reject_duplicates(ptab, pd.Series(_geometry_keys(geoms)), label=pid,
                        reason="same geometry as parcel '{first}' ({row}), which is kept")
     keep = ptab.alive
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _unit_check(eligible.to_numpy()[keep] * factor / shapely.area(geoms[keep]), unit,
+                    "eligible areas of the reference parcels")
     parcel_lu = _text(parcels["land_use"] if "land_use" in parcels.columns else None, n)
     parcels_out = gpd.GeoDataFrame(
         {
@@ -762,6 +802,18 @@ def prepare(
     reasons[unknown] = ("declares parcel " + pd.Series(parcel_ref[unknown].astype(object))
                         + ", which is not in the reference parcels").to_numpy(dtype=object)
     dtab.reject(unknown, reasons)
+
+    # Units: the whole layer in the wrong unit is an error; one area far above its own
+    # drawing (a value typed in another unit) is a rejected row, not an alert.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(drawn, dv * factor / shapely.area(dgeoms), np.nan)
+    _unit_check(ratio[dtab.alive & drawn], unit, "declared areas")
+    slip = dtab.alive & drawn & (ratio >= unit_slip_ratio)
+    reasons = np.full(total, "", dtype=object)
+    reasons[slip] = ("declared_area is " + _fmt(ratio[slip]).to_numpy(dtype=object)
+                     + f" times the drawn area (limit {unit_slip_ratio:g}x): a value in "
+                     "another unit?")
+    dtab.reject(slip, reasons)
 
     # Previous rows must be older than every year under review.
     current = dtab.alive & ~is_previous

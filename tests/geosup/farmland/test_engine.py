@@ -46,7 +46,8 @@ def reference_parcels(shared_data: Path, country: str) -> gpd.GeoDataFrame:
         ids = raw[id_col].astype("Int64").astype(str).tolist()
     else:
         ids = raw[id_col].astype(str).tolist()
-    return gpd.GeoDataFrame({"parcel_id": ids, "eligible_area": raw.area.to_numpy() * 0.97},
+    eligible_ha = raw.area.to_numpy() * 0.97 / 1e4
+    return gpd.GeoDataFrame({"parcel_id": ids, "eligible_area": eligible_ha},
                             geometry=raw.geometry.to_numpy(), crs=raw.crs)
 
 
@@ -497,13 +498,15 @@ def test_random_polygons_never_crash(decl_rings, parcel_rings, years):
     def polygons(rings):
         return [shapely.Polygon([(x0 + x, y0 + y) for x, y in r]) for r in rings]
 
+    p_geoms, d_geoms = polygons(parcel_rings), polygons(decl_rings)
     parcels = gpd.GeoDataFrame({"parcel_id": [f"P{k}" for k in range(len(parcel_rings))],
-                                "eligible_area": 100.0}, geometry=polygons(parcel_rings),
+                                "eligible_area": shapely.area(p_geoms)}, geometry=p_geoms,
                                crs=32650)
     decl = gpd.GeoDataFrame({"declaration_id": [f"D{k}" for k in range(len(decl_rings))],
                              "applicant_id": [f"A{k % 2}" for k in range(len(decl_rings))],
-                             "year": years[: len(decl_rings)], "declared_area": 50.0},
-                            geometry=polygons(decl_rings), crs=32650)
+                             "year": years[: len(decl_rings)],
+                             "declared_area": shapely.area(d_geoms) * 1.1},
+                            geometry=d_geoms, crs=32650)
     land_use = parcels.assign(land_use="forest")[["land_use", "geometry"]]
     prep = prepare(decl, parcels, land_use=land_use, area_unit="m2", crs=32650,
                    sliver_m2=0.5)

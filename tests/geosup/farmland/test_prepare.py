@@ -12,7 +12,8 @@ import pytest
 import shapely
 from shapely import affinity
 
-from geosup.errors import ConfigError, CRSError, SchemaError
+from geosup.crs import AREA_UNITS
+from geosup.errors import AreaUnitError, ConfigError, CRSError, SchemaError
 from geosup.farmland.prepare import DECLARATION_COLUMNS, PARCEL_COLUMNS, Prepared, prepare
 from geosup.io import RejectsLedger
 
@@ -92,11 +93,50 @@ def test_area_unit_missing_or_unknown_is_a_config_error_before_any_work(at, unit
 @pytest.mark.parametrize(("unit", "factor"), [("ha", 1e4), ("公顷", 1e4), ("mu", 10000 / 15),
                                               ("m²", 1.0)])
 def test_areas_are_converted_from_the_declared_unit(at, unit, factor):
-    prep = prepare(declarations_from(at), at, area_unit=unit)
+    # the fixtures' areas are in ha: restate them in the unit under test
+    parcels = at.assign(eligible_area=at["eligible_area"] * 1e4 / factor)
+    decl = declarations_from(at)
+    decl["declared_area"] = decl["declared_area"] * 1e4 / factor
+    prep = prepare(decl, parcels, area_unit=unit)
     assert prep.area_unit in {"ha", "mu", "m2"}
-    np.testing.assert_allclose(prep.parcels["eligible_m2"], at["eligible_area"] * factor)
+    np.testing.assert_allclose(prep.parcels["eligible_m2"], at["eligible_area"] * 1e4)
     np.testing.assert_allclose(prep.declarations["declared_m2"],
-                               declarations_from(at)["declared_area"] * factor)
+                               declarations_from(at)["declared_area"] * 1e4)
+
+
+@pytest.mark.parametrize(("unit", "scale", "hint"), [
+    ("ha", 1e4, "they look like 'm2'"),  # m² values declared as ha
+    ("mu", 1 / 15, "they look like 'ha'"),  # ha values declared as mu
+    ("m2", 1e-4, "they look like 'ha'"),
+    ("ha", 1000.0, "no area unit makes them fit"),
+])
+def test_a_layer_in_the_wrong_unit_is_refused(at, unit, scale, hint):
+    decl = declarations_from(at)
+    ha = 1e4 / AREA_UNITS[unit]  # values in `unit` that are right
+    good_parcels = at.assign(eligible_area=at["eligible_area"] * ha)
+    good_decl = decl.assign(declared_area=decl["declared_area"] * ha)
+    with pytest.raises(AreaUnitError, match=f"eligible areas.*{hint}"):
+        prepare(good_decl, at.assign(eligible_area=at["eligible_area"] * ha * scale),
+                area_unit=unit)
+    with pytest.raises(AreaUnitError, match=f"declared areas.*{hint}"):
+        prepare(decl.assign(declared_area=decl["declared_area"] * ha * scale), good_parcels,
+                area_unit=unit)
+
+
+def test_one_area_in_another_unit_is_a_rejected_row(at):
+    """A value typed in m² in a file of ha (10,000x its drawing) is rejected with the
+    ratio; an over-declaration of 3x stays (the over_declared rule judges it)."""
+    decl = declarations_from(at, 6)
+    decl.loc[1, "declared_area"] *= 1e4
+    decl.loc[2, "declared_area"] *= 3.0
+    prep = prepare(decl, at, area_unit="ha")
+    reasons = ledger_reasons(prep, "declarations")
+    assert list(reasons) == [2]
+    ratio = float(reasons[2].split(" times the drawn area")[0].rsplit(" ", 1)[1])
+    assert ratio == pytest.approx(1e4, rel=1e-3)  # the drawing was snapped to the 1 cm grid
+    assert "another unit" in reasons[2]
+    assert len(prep.declarations) == 5
+    check_counts(prep)
 
 
 @pytest.mark.parametrize("country", sorted(REFERENCES))
@@ -308,7 +348,7 @@ def test_unknown_parcel_id_with_geometry_is_kept_as_declared(at):
 def test_declared_area_must_be_positive(at, value, reason):
     decl = declarations_from(at, 3).astype({"declared_area": object})
     decl.loc[1, "declared_area"] = value
-    prep = prepare(decl, at, area_unit="mu")
+    prep = prepare(decl, at, area_unit="ha")
     assert ledger_reasons(prep, "declarations") == {2: reason}
     check_counts(prep)
 
