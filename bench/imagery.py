@@ -301,9 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="parcels given to rasterstats (time extrapolated)")
     ap.add_argument("--dir", type=Path, default=None,
                     help="working folder (default: a temporary one, deleted after)")
-    ap.add_argument("--skip", nargs="*", default=[],
+    ap.add_argument("--skip", nargs="*", default=["feature-sequential"],
                     choices=["feature-sequential", "raster-sequential", "rasterstats"],
-                    help="peers to leave out (exactextract strategies, rasterstats)")
+                    help="peers to leave out (exactextract strategies, rasterstats); default: "
+                         "exactextract's feature-sequential strategy, which is the slower one "
+                         "on this input (over 6 CPU-minutes at full size, against 47 s "
+                         "raster-sequential); give --skip alone to run every peer")
     ns = ap.parse_args(argv)
     # Start the fork server while this process is still small (see _child).
     mp.get_context("forkserver")
