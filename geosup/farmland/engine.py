@@ -281,39 +281,16 @@ def _clip_area(
             if m == 0:
                 break
             x1, y1 = bx[c] - ox, by[c] - oy
-            x2, y2 = bx[c + 1] - ox, by[c + 1] - oy
-            ex, ey = x2 - x1, y2 - y1
+            ex, ey = bx[c + 1] - ox - x1, by[c + 1] - oy - y1
             if ex == 0.0 and ey == 0.0:
                 continue
-            k = 0
-            prevx, prevy = px[m - 1], py[m - 1]
-            dprev = sg * (ex * (prevy - y1) - ey * (prevx - x1))
-            for i in range(m):
-                curx, cury = px[i], py[i]
-                dcur = sg * (ex * (cury - y1) - ey * (curx - x1))
-                if k + 2 > cap:
-                    overflow = True
-                    break
-                if dcur >= 0.0:
-                    if dprev < 0.0 and dcur > 0.0:  # (at dcur == 0 the crossing is cur)
-                        f = dprev / (dprev - dcur)
-                        qx[k] = prevx + f * (curx - prevx)
-                        qy[k] = prevy + f * (cury - prevy)
-                        k += 1
-                    qx[k] = curx
-                    qy[k] = cury
-                    k += 1
-                elif dprev > 0.0:
-                    f = dprev / (dprev - dcur)
-                    qx[k] = prevx + f * (curx - prevx)
-                    qy[k] = prevy + f * (cury - prevy)
-                    k += 1
-                prevx, prevy, dprev = curx, cury, dcur
-            if overflow:
+            # inside: left of b's edge when b turns counter-clockwise, right otherwise
+            m = _half_plane(px, py, m, qx, qy, x1, y1, sg * ex, sg * ey)
+            if m < 0:
+                overflow = True
                 break
             px, qx = qx, px
             py, qy = qy, py
-            m = k
         if overflow:
             out[t] = np.nan
             continue
