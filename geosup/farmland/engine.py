@@ -446,6 +446,37 @@ def _fan_area(
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _segment_crossing(
+    x1: float, y1: float, x2: float, y2: float, u1: float, v1: float, u2: float, v2: float,
+    f1: float, f2: float,
+) -> tuple[int, float, float, float, float]:
+    """How segment (x1, y1)-(x2, y2) (shifted into general position) meets segment
+    (u1, v1)-(u2, v2): ``(state, a, b, cx, cy)``, state 0 (apart), 1 (a proper crossing at
+    ``a`` along the first and ``b`` along the second) or -1 (a tie: an end on the other
+    segment). (cx, cy) is the crossing on the unshifted first segment, which starts at
+    (f1, f2), or on the second when the two are parallel."""
+    d1 = (u2 - u1) * (y1 - v1) - (v2 - v1) * (x1 - u1)
+    d2 = (u2 - u1) * (y2 - v1) - (v2 - v1) * (x2 - u1)
+    if (d1 > 0.0 and d2 > 0.0) or (d1 < 0.0 and d2 < 0.0):
+        return 0, 0.0, 0.0, 0.0, 0.0
+    d3 = (x2 - x1) * (v1 - y1) - (y2 - y1) * (u1 - x1)
+    d4 = (x2 - x1) * (v2 - y1) - (y2 - y1) * (u2 - x1)
+    if (d3 > 0.0 and d4 > 0.0) or (d3 < 0.0 and d4 < 0.0):
+        return 0, 0.0, 0.0, 0.0, 0.0
+    if d1 == 0.0 or d2 == 0.0 or d3 == 0.0 or d4 == 0.0:
+        return -1, 0.0, 0.0, 0.0, 0.0
+    a = d1 / (d1 - d2)
+    b = d3 / (d3 - d4)
+    g1, g2 = x2 - x1, y2 - y1
+    e1 = (u2 - u1) * (f2 - v1) - (v2 - v1) * (f1 - u1)
+    e2 = (u2 - u1) * (f2 + g2 - v1) - (v2 - v1) * (f1 + g1 - u1)
+    if e1 != e2:
+        a0 = min(max(e1 / (e1 - e2), 0.0), 1.0)
+        return 1, a, b, f1 + a0 * g1, f2 + a0 * g2
+    return 1, a, b, u1 + b * (u2 - u1), v1 + b * (v2 - v1)
+
+
 @numba.njit(cache=True, nogil=True)
 def _inside_rings(x0: float, y0: float, x: np.ndarray, y: np.ndarray, start: np.ndarray,
                   end: np.ndarray, w: np.ndarray, r_lo: int, r_hi: int, dx: float, dy: float,
@@ -576,29 +607,14 @@ def _green_area(
                     if (max(u1, u2) < lox or min(u1, u2) > hix or max(v1, v2) < loy
                             or min(v1, v2) > hiy):
                         continue
-                    d1 = (u2 - u1) * (y1 - v1) - (v2 - v1) * (x1 - u1)
-                    d2 = (u2 - u1) * (y2 - v1) - (v2 - v1) * (x2 - u1)
-                    if (d1 > 0.0 and d2 > 0.0) or (d1 < 0.0 and d2 < 0.0):
+                    state, al, be, cx, cy = _segment_crossing(x1, y1, x2, y2, u1, v1, u2, v2,
+                                                              x1 - sx, y1 - sy)
+                    if state == 0:
                         continue
-                    d3 = (x2 - x1) * (v1 - y1) - (y2 - y1) * (u1 - x1)
-                    d4 = (x2 - x1) * (v2 - y1) - (y2 - y1) * (u2 - x1)
-                    if (d3 > 0.0 and d4 > 0.0) or (d3 < 0.0 and d4 < 0.0):
-                        continue
-                    if d1 == 0.0 or d2 == 0.0 or d3 == 0.0 or d4 == 0.0 or k >= cap_k:
+                    if state < 0 or k >= cap_k:
                         bad = True
                         break
-                    al = d1 / (d1 - d2)
-                    be = d3 / (d3 - d4)
-                    # the point on the unmoved edges unless they are parallel
-                    f1, f2 = x1 - sx, y1 - sy
-                    g1, g2 = x2 - x1, y2 - y1
-                    e1 = (u2 - u1) * (f2 - v1) - (v2 - v1) * (f1 - u1)
-                    e2 = (u2 - u1) * (f2 + g2 - v1) - (v2 - v1) * (f1 + g1 - u1)
-                    if e1 != e2:
-                        a0 = min(max(e1 / (e1 - e2), 0.0), 1.0)
-                        cx_[k], cy_[k] = f1 + a0 * g1, f2 + a0 * g2
-                    else:
-                        cx_[k], cy_[k] = u1 + be * (u2 - u1), v1 + be * (v2 - v1)
+                    cx_[k], cy_[k] = cx, cy
                     key_a[k] = c + al
                     key_b[k] = near[jj] + be
                     k += 1
@@ -692,6 +708,18 @@ def _order(key: np.ndarray, k: int, out: np.ndarray) -> None:
         out[s] = r
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _in_ring(x0: float, y0: float, x: np.ndarray, y: np.ndarray, n: int) -> bool:
+    """Whether (x0, y0) is inside the unclosed ring ``x/y[:n]`` (ray casting)."""
+    inside = False
+    for i in range(n):
+        i2 = _ring_index(i + 1, n)
+        if (y[i] > y0) != (y[i2] > y0) and \
+                x[i] + (y0 - y[i]) * (x[i2] - x[i]) / (y[i2] - y[i]) > x0:
+            inside = not inside
+    return inside
+
+
 @numba.njit(cache=True, nogil=True)
 def _crossing_rings(
     px: np.ndarray, py: np.ndarray, p0x: np.ndarray, p0y: np.ndarray, n: int,
@@ -740,34 +768,16 @@ def _crossing_rings(
             if (max(u1, u2) < lox or min(u1, u2) > hix or max(v1, v2) < loy
                     or min(v1, v2) > hiy):
                 continue
-            # sides of p's ends against q's edge, and of q's ends against p's edge
-            d1 = (u2 - u1) * (y1 - v1) - (v2 - v1) * (x1 - u1)
-            d2 = (u2 - u1) * (y2 - v1) - (v2 - v1) * (x2 - u1)
-            if (d1 > 0.0 and d2 > 0.0) or (d1 < 0.0 and d2 < 0.0):
+            state, a, b, cx, cy = _segment_crossing(x1, y1, x2, y2, u1, v1, u2, v2, p0x[i],
+                                                    p0y[i])
+            if state == 0:
                 continue
-            d3 = (x2 - x1) * (v1 - y1) - (y2 - y1) * (u1 - x1)
-            d4 = (x2 - x1) * (v2 - y1) - (y2 - y1) * (u2 - x1)
-            if (d3 > 0.0 and d4 > 0.0) or (d3 < 0.0 and d4 < 0.0):
-                continue
-            if d1 == 0.0 or d2 == 0.0 or d3 == 0.0 or d4 == 0.0:
-                return -1  # not in general position
-            if k >= cap_k:
-                return -1
-            a = d1 / (d1 - d2)
+            if state < 0 or k >= cap_k:
+                return -1  # not in general position, or too many crossings
             e_p[k], e_q[k] = i, j
             k_p[k] = i + a
-            k_q[k] = j + d3 / (d3 - d4)
-            # the crossing point from the unshifted edges unless they are parallel (then
-            # from the shifted ones, snapped below to an end within _SNAP_M)
-            f1, f2 = p0x[i], p0y[i]
-            g1, g2 = p0x[i2] - f1, p0y[i2] - f2
-            e1 = (u2 - u1) * (f2 - v1) - (v2 - v1) * (f1 - u1)
-            e2 = (u2 - u1) * (f2 + g2 - v1) - (v2 - v1) * (f1 + g1 - u1)
-            if e1 != e2:
-                a0 = min(max(e1 / (e1 - e2), 0.0), 1.0)
-                cx, cy = f1 + a0 * g1, f2 + a0 * g2
-            else:
-                cx, cy = x1 + a * (x2 - x1), y1 + a * (y2 - y1)
+            k_q[k] = j + b
+            # (a crossing within _SNAP_M of an end of either edge is put on that end)
             best = _SNAP_M * _SNAP_M
             sx, sy = cx, cy
             for ex, ey in ((p0x[i], p0y[i]), (p0x[i2], p0y[i2]), (u1, v1), (u2, v2)):
@@ -775,29 +785,14 @@ def _crossing_rings(
                 if dd < best:
                     best, sx, sy = dd, ex, ey
             ix[k], iy[k] = sx, sy
-            entry[k] = d1 < 0.0  # p comes from the right of q's edge: it enters q
+            # p comes from the right of q's edge (q turns counter-clockwise): it enters q
+            entry[k] = (u2 - u1) * (y1 - v1) - (v2 - v1) * (x1 - u1) < 0.0
             k += 1
     if k == 0:
         # no crossing: one ring inside the other, or apart (ray casting, general position)
-        inside = False
-        x0, y0 = px[0], py[0]
-        for j in range(m):
-            j2 = _ring_index(j + 1, m)
-            if (qy[j] > y0) != (qy[j2] > y0):
-                xc = qx[j] + (y0 - qy[j]) * (qx[j2] - qx[j]) / (qy[j2] - qy[j])
-                if xc > x0:
-                    inside = not inside
-        if inside:
+        if _in_ring(px[0], py[0], qx, qy, m):
             return -2
-        inside = False
-        x0, y0 = qx[0], qy[0]
-        for i in range(n):
-            i2 = _ring_index(i + 1, n)
-            if (py[i] > y0) != (py[i2] > y0):
-                xc = px[i] + (y0 - py[i]) * (px[i2] - px[i]) / (py[i2] - py[i])
-                if xc > x0:
-                    inside = not inside
-        return -3 if inside else 0
+        return -3 if _in_ring(qx[0], qy[0], px, py, n) else 0
     if k % 2:
         return -1
     # order of the crossings along p and along q (insertion sorts: k is small)
