@@ -822,24 +822,18 @@ def _crossing_rings(
                 return -1
             out_x[w], out_y[w] = ix[c], iy[c]
             w += 1
-            if on_p:
-                nxt = ord_p[_ring_index(rank_p[c] + 1, k)]
-                count = e_p[nxt] - e_p[c] + (0 if k_p[nxt] > k_p[c] else n)
-                if w + count > cap:
-                    return -1
-                for t in range(count):
-                    v = _ring_index(e_p[c] + 1 + t, n)
-                    out_x[w], out_y[w] = p0x[v], p0y[v]
-                    w += 1
-            else:
-                nxt = ord_q[_ring_index(rank_q[c] + 1, k)]
-                count = e_q[nxt] - e_q[c] + (0 if k_q[nxt] > k_q[c] else m)
-                if w + count > cap:
-                    return -1
-                for t in range(count):
-                    v = _ring_index(e_q[c] + 1 + t, m)
-                    out_x[w], out_y[w] = qx[v], qy[v]
-                    w += 1
+            # along p (unshifted) or q to the next crossing, with the vertices between
+            order, rank, edge, key, vx, vy, size = (
+                (ord_p, rank_p, e_p, k_p, p0x, p0y, n) if on_p
+                else (ord_q, rank_q, e_q, k_q, qx, qy, m))
+            nxt = order[_ring_index(rank[c] + 1, k)]
+            count = edge[nxt] - edge[c] + (0 if key[nxt] > key[c] else size)
+            if w + count > cap:
+                return -1
+            for t in range(count):
+                v = _ring_index(edge[c] + 1 + t, size)
+                out_x[w], out_y[w] = vx[v], vy[v]
+                w += 1
             c = nxt
             on_p = not on_p
             if c == start:
