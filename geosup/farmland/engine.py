@@ -2,14 +2,26 @@
 
 :func:`overlay_inprocess` turns a :class:`~geosup.farmland.prepare.Prepared` bundle into
 the :class:`~geosup.farmland.tables.Overlay` tables the rules read. Every step works on
-arrays: ``STRtree.query`` gives bounding-box pairs, and their overlap areas come from a
-numba kernel where one polygon of the pair is convex and both are simple (no holes):
-Sutherland-Hodgman clipping of one ring by the other's half-planes keeps the exact area
-(in local coordinates, so within ~1e-8 m² of GEOS), about 50x faster than a GEOS overlay.
-Every other pair goes through ``shapely.intersects`` and ``shapely.intersection`` (with
-retries on GEOS errors); the overlap geometry of ``pairs`` is the clipped ring when both
-polygons are convex, else GEOS's. Declarations are cut into chunks processed by a thread
-pool (GEOS and the kernel release the GIL), so both cores work.
+arrays: ``STRtree.query`` gives bounding-box pairs, and numba kernels measure them, in local
+coordinates (within ~1e-8 m² of GEOS; GEOS's own overlay at 10^6 m coordinates is less
+exact), with no GEOS overlay:
+
+- the convex-clip kernel where one polygon of the pair is convex and simple
+  (Sutherland-Hodgman clipping of one ring by the other's half-planes);
+- Green's-theorem kernel for any other Polygons and MultiPolygons: the area of a ∩ b is
+  the integral of (x dy - y dx) / 2 along the parts of a's rings inside b and of b's rings
+  inside a, found from the crossings of their edges (shifted by 1e-8 m into general
+  position for the inside/outside decisions, measured on the unshifted coordinates);
+- the fan kernel where Green's gives up (a tie or too many crossings): b as a signed sum of
+  triangles fanned from one vertex, each clipped against a's rings; it takes no
+  topological decision at all.
+
+The overlap polygons of ``pairs`` come from the convex-clip kernel for two convex polygons
+and from the crossing kernel (Greiner-Hormann over the same shifted crossings, the exact
+input vertices kept) for other simple polygons; a result that is not valid or whose area
+differs from the measured one goes to GEOS, as do polygons with holes (``intersection``
+with retries on GEOS errors). Declarations are cut into chunks processed by a thread pool
+(GEOS and the kernels release the GIL), so both cores work.
 
 Which geometry a declaration stands for
     A declaration with a drawing stands for its drawing. A declaration by parcel id only
@@ -1538,12 +1550,11 @@ def overlay_inprocess(
         (pairs redone after a GEOS error) and ``geos_failed`` (pairs counted as empty).
     """
     # Threads: shapely releases the GIL inside GEOS, and the numba kernels are nogil, so
-    # chunks of declarations run in parallel. Measured with bench/farmland_overlay.py on a
-    # shared 2-core machine (shapely 2.2, GEOS 3.14), 1,000,000 parcels x 1,000,000
-    # declarations (Voronoi cells, convex), 2 threads: GEOS only, the full Overlay took
-    # about 100 s extrapolated from 200,000 (19.8 s, links 11.2 s); with the convex-clip
-    # kernel for areas and pair geometries, 15-17 s best, up to 27 s when the machine is
-    # busy (links alone 3.2 s; geopandas.overlay 72 s extrapolated, PostGIS 64 s).
+    # chunks of declarations run in parallel. Measured with bench/farmland_overlay.py on this
+    # 2-core machine (shapely 2.2, GEOS 3.14), 1,000,000 x 1,000,000 irregular parcels
+    # (~21 vertices, none convex), 2 threads: full Overlay 21.7-22.0 s (links alone
+    # 8.8-9.2 s), peak 4.7 GiB with the inputs; with GEOS overlays for the non-convex pairs
+    # it took 110 s (links 53 s). geopandas.overlay: 131 s extrapolated, PostGIS: 84.6 s.
     n = len(prepared.declarations)
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
