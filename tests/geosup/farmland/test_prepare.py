@@ -446,3 +446,23 @@ def test_scaled_copy_keeps_its_area(at):
     assert prep.crs.to_epsg() == 31287
     drawn = prep.declarations.geometry.iloc[0]
     assert abs(drawn.area - 1.44 * geom.area) <= 1.2 * geom.length * 0.01
+
+
+def test_single_part_multipolygons_become_polygons(at):
+    """Registers often store every parcel as a MultiPolygon of one part (NL, FR): prepared,
+    it is that Polygon, unchanged; a real MultiPolygon stays one."""
+    parcels = at.iloc[:4].copy()
+    geoms = parcels.geometry.to_numpy()
+    parcels["geometry"] = [shapely.MultiPolygon([geoms[0]]), geoms[1],
+                           shapely.MultiPolygon([geoms[2], geoms[3]]), geoms[3]]
+    parcels = parcels.set_geometry("geometry")
+    prep = prepare(declarations_from(parcels, 2), parcels, area_unit="ha")
+    out = prep.parcels.geometry.to_numpy()
+    assert [g.geom_type for g in out] == ["Polygon", "Polygon", "MultiPolygon", "Polygon"]
+    plain = parcels.copy()
+    plain["geometry"] = [geoms[0], geoms[1], shapely.MultiPolygon([geoms[2], geoms[3]]),
+                         geoms[3]]
+    same = prepare(declarations_from(parcels, 2), plain.set_geometry("geometry"),
+                   area_unit="ha")
+    assert shapely.equals_exact(out[0], same.parcels.geometry.to_numpy()[0])
+    check_counts(prep)
