@@ -1552,9 +1552,10 @@ def overlay_inprocess(
     # Threads: shapely releases the GIL inside GEOS, and the numba kernels are nogil, so
     # chunks of declarations run in parallel. Measured with bench/farmland_overlay.py on this
     # 2-core machine (shapely 2.2, GEOS 3.14), 1,000,000 x 1,000,000 irregular parcels
-    # (~21 vertices, none convex), 2 threads: full Overlay 21.7-22.0 s (links alone
-    # 8.8-9.2 s), peak 4.7 GiB with the inputs; with GEOS overlays for the non-convex pairs
-    # it took 110 s (links 53 s). geopandas.overlay: 131 s extrapolated, PostGIS: 84.6 s.
+    # (~21 vertices, none convex), 2 threads: full Overlay 21.7-24.6 s in four runs (links
+    # alone 8.0-9.2 s), peak 4.7 GiB with the inputs; with GEOS overlays for the non-convex
+    # pairs it took 110 s (links 53 s). geopandas.overlay: 131 s extrapolated, one PostGIS
+    # query: 80-85 s.
     n = len(prepared.declarations)
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
