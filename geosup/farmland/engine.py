@@ -665,6 +665,18 @@ _NO_START = np.empty(0, dtype=np.int64)
 _NO_XY = np.empty(0)
 
 
+def _ring_polygons(xs: np.ndarray, ys: np.ndarray, ring_start: np.ndarray,
+                   lens: np.ndarray) -> np.ndarray:
+    """One Polygon per ring ``xs/ys[ring_start[i]:ring_start[i] + lens[i]]`` (unclosed
+    rings; closed here), built in one ``from_ragged_array`` call."""
+    closed = lens + 1
+    offsets = np.concatenate([[0], np.cumsum(closed)]).astype(np.int64)
+    col = (np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], closed)) % np.repeat(lens, closed)
+    take = np.repeat(ring_start, closed) + col
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.c_[xs[take], ys[take]],
+                                     (offsets, np.arange(len(lens) + 1)))
+
+
 def _fast_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.ndarray:
     """Polygon ``a[i]`` ∩ ``b[i]`` where both are convex simple polygons (the clipped ring,
     clockwise like GEOS output); None elsewhere and where the ring has < 3 vertices."""
@@ -683,11 +695,8 @@ def _fast_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray) -> np.n
     ok = counts >= 3
     if not ok.any():
         return out
-    n = counts[ok]
-    col = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    take = np.repeat(start[:-1][ok], n) + col
-    rings = shapely.linearrings(np.c_[xs[take], ys[take]], indices=np.repeat(np.arange(len(n)), n))
-    out[sel[ok]] = shapely.orient_polygons(shapely.polygons(rings), exterior_cw=True)
+    polys = _ring_polygons(xs, ys, start[:-1][ok], counts[ok])
+    out[sel[ok]] = shapely.orient_polygons(polys, exterior_cw=True)
     return out
 
 
@@ -1016,13 +1025,7 @@ def _crossing_polygons(ra: _Rings, a: np.ndarray, rb: _Rings, b: np.ndarray,
     first = np.cumsum(lens) - lens
     ring0 = (np.cumsum(n_r) - n_r)[pair_of_ring]  # the first ring of each ring's pair
     ring_start = start[pair_of_ring] + first - first[ring0]
-    # each ring closed (its first vertex repeated), one polygon per ring
-    closed = lens + 1
-    offsets = np.concatenate([[0], np.cumsum(closed)]).astype(np.int64)
-    col = (np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], closed)) % np.repeat(lens, closed)
-    take = np.repeat(ring_start, closed) + col
-    polys = shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.c_[xs[take], ys[take]],
-                                      (offsets, np.arange(len(lens) + 1)))
+    polys = _ring_polygons(xs, ys, ring_start, lens)
     geoms = np.full(len(a), None, dtype=object)
     geoms[done & (n_r == 0)] = shapely.Polygon()
     one = n_r == 1
