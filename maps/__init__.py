@@ -4,6 +4,5 @@
   :func:`~maps.review_map.write_review_map`, the inspectors' main screen (``geosup map``);
 - :mod:`maps.evidence` — evidence layers read from the alerts (geometry parts, WKT, ids,
   image chips);
-- :mod:`maps.offline` — vendored Leaflet & co. inlined into the page (``maps/assets``);
-- :mod:`maps.review` — the plain, script-free fallback page.
+- :mod:`maps.offline` — vendored Leaflet & co. inlined into the page (``maps/assets``).
 """
