@@ -6,15 +6,21 @@ tables that QGIS or ``ogrinfo`` open directly; ``alert_events``, ``runs``,
 itself (not through GDAL) so that everything a run writes sits in one SQLite
 transaction and a failed run rolls back completely.
 
-No R-tree spatial index is kept: GDAL's index triggers call SQL functions that
-plain SQLite lacks. Tools that need one can add it (``ogrinfo -sql "SELECT
-CreateSpatialIndex('alerts','geometry')"``).
+Every feature table carries the GeoPackage R-tree spatial index extension
+(``gpkg_rtree_index``), so QGIS and GDAL read a district out of a city-wide layer
+without a full scan. The index triggers call ``ST_IsEmpty`` and ``ST_MinX`` …
+``ST_MaxY``; GDAL and QGIS provide those functions and so does this store's own
+connection (:func:`register_geometry_functions`). A plain ``sqlite3`` shell lacks
+them, so writes to a feature table's geometry from such a shell fail, as they do for
+any GeoPackage with a spatial index. A bulk layer write fills the index in one pass
+and adds the triggers afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,12 @@ from geosup.alerts import ALERT_COLUMNS, MEASURED_COLUMNS
 from geosup.errors import StoreConnectionError, StoreError, ValidationError
 from geosup.store.base import Store, UpsertCounts, check_layer_name
 
-__all__ = ["GeoPackageStore", "decode_geometries", "encode_geometries"]
+__all__ = [
+    "GeoPackageStore",
+    "decode_geometries",
+    "encode_geometries",
+    "register_geometry_functions",
+]
 
 _APPLICATION_ID = 0x47504B47  # "GPKG"
 _USER_VERSION = 10300
@@ -57,6 +68,9 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
   CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
   CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
   CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
+CREATE TABLE IF NOT EXISTS gpkg_extensions (
+  table_name TEXT, column_name TEXT, extension_name TEXT NOT NULL, definition TEXT NOT NULL,
+  scope TEXT NOT NULL, CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name));
 CREATE TABLE IF NOT EXISTS alert_events (
   event_id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, at DATETIME NOT NULL,
   "by" TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, note TEXT);
@@ -129,6 +143,84 @@ def decode_geometries(blobs: Iterable[bytes | None]) -> np.ndarray:
     return shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="warn")
 
 
+def _envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
+    """(minx, maxx, miny, maxy) of a GeoPackage geometry blob; None when null or empty."""
+    if blob is None or len(blob) < 8 or blob[3] & 0x10:
+        return None
+    if (blob[3] >> 1) & 7:
+        return struct.unpack_from("<4d" if blob[3] & 1 else ">4d", blob, 8)
+    bounds = shapely.bounds(decode_geometries([blob])[0])  # no envelope in the header
+    return None if np.isnan(bounds).any() else (bounds[0], bounds[2], bounds[1], bounds[3])
+
+
+def _st(index: int | None) -> Any:
+    def function(blob: bytes | None) -> float | int | None:
+        env = _envelope(blob)
+        if index is None:  # ST_IsEmpty
+            return None if blob is None else int(env is None)
+        return None if env is None else env[index]
+    return function
+
+
+def register_geometry_functions(conn: sqlite3.Connection) -> None:
+    """Give an SQLite connection the functions the GeoPackage R-tree triggers call.
+
+    ``ST_IsEmpty``, ``ST_MinX``, ``ST_MaxX``, ``ST_MinY`` and ``ST_MaxY`` on GeoPackage
+    geometry blobs, read from the blob's envelope.
+
+    Examples
+    --------
+    >>> import shapely, sqlite3
+    >>> conn = sqlite3.connect(":memory:")
+    >>> register_geometry_functions(conn)
+    >>> blob = encode_geometries([shapely.box(1, 2, 3, 4)], 4326)[0]
+    >>> conn.execute("SELECT ST_MinX(?), ST_MaxY(?), ST_IsEmpty(?)", (blob, blob, blob)).fetchone()
+    (1.0, 4.0, 0)
+    """
+    for name, index in (("ST_IsEmpty", None), ("ST_MinX", 0), ("ST_MaxX", 1),
+                        ("ST_MinY", 2), ("ST_MaxY", 3)):
+        conn.create_function(name, 1, _st(index), deterministic=True)
+
+
+_RTREE_VALUES = ('NEW.fid, ST_MinX(NEW."{c}"), ST_MaxX(NEW."{c}"), ST_MinY(NEW."{c}"), '
+                 'ST_MaxY(NEW."{c}")')
+_DRAWN = ' NOTNULL AND NOT ST_IsEmpty({})'
+_NOT_DRAWN = ' IS NULL OR ST_IsEmpty({})'
+#: The GeoPackage 1.4 R-tree triggers ({r}: index, {t}: table, {c}: geometry column). 1.4
+#: updates the index row in place where 1.3 used INSERT OR REPLACE, which an outer UPSERT's
+#: conflict policy overrides.
+_RTREE_TRIGGERS = (
+    'CREATE TRIGGER "{r}_insert" AFTER INSERT ON "{t}" '
+    'WHEN (new."{c}"' + _DRAWN.format('NEW."{c}"') + ') '
+    'BEGIN INSERT OR REPLACE INTO "{r}" VALUES (' + _RTREE_VALUES + '); END',
+    'CREATE TRIGGER "{r}_update6" AFTER UPDATE OF "{c}" ON "{t}" '
+    'WHEN OLD.fid = NEW.fid AND (NEW."{c}"' + _DRAWN.format('NEW."{c}"') + ') '
+    'AND (OLD."{c}"' + _DRAWN.format('OLD."{c}"') + ') '
+    'BEGIN UPDATE "{r}" SET minx = ST_MinX(NEW."{c}"), maxx = ST_MaxX(NEW."{c}"), '
+    'miny = ST_MinY(NEW."{c}"), maxy = ST_MaxY(NEW."{c}") WHERE id = NEW.fid; END',
+    'CREATE TRIGGER "{r}_update7" AFTER UPDATE OF "{c}" ON "{t}" '
+    'WHEN OLD.fid = NEW.fid AND (NEW."{c}"' + _DRAWN.format('NEW."{c}"') + ') '
+    'AND (OLD."{c}"' + _NOT_DRAWN.format('OLD."{c}"') + ') '
+    'BEGIN INSERT INTO "{r}" VALUES (' + _RTREE_VALUES + '); END',
+    'CREATE TRIGGER "{r}_update2" AFTER UPDATE OF "{c}" ON "{t}" '
+    'WHEN OLD.fid = NEW.fid AND (NEW."{c}"' + _NOT_DRAWN.format('NEW."{c}"') + ') '
+    'BEGIN DELETE FROM "{r}" WHERE id = OLD.fid; END',
+    'CREATE TRIGGER "{r}_update5" AFTER UPDATE ON "{t}" '
+    'WHEN OLD.fid != NEW.fid AND (NEW."{c}"' + _DRAWN.format('NEW."{c}"') + ') '
+    'BEGIN DELETE FROM "{r}" WHERE id = OLD.fid; '
+    'INSERT INTO "{r}" VALUES (' + _RTREE_VALUES + '); END',
+    'CREATE TRIGGER "{r}_update4" AFTER UPDATE ON "{t}" '
+    'WHEN OLD.fid != NEW.fid AND (NEW."{c}"' + _NOT_DRAWN.format('NEW."{c}"') + ') '
+    'BEGIN DELETE FROM "{r}" WHERE id IN (OLD.fid, NEW.fid); END',
+    'CREATE TRIGGER "{r}_delete" AFTER DELETE ON "{t}" WHEN old."{c}" NOT NULL '
+    'BEGIN DELETE FROM "{r}" WHERE id = OLD.fid; END',
+)
+
+
+def _rtree_name(table: str, column: str) -> str:
+    return f"rtree_{table}_{column}"
+
+
 def _geometry_type(geoms: np.ndarray) -> str:
     names = pd.unique(shapely.get_type_id(geoms[~shapely.is_missing(geoms)]))
     lookup = {0: "POINT", 1: "LINESTRING", 3: "POLYGON", 4: "MULTIPOINT",
@@ -197,6 +289,7 @@ class GeoPackageStore(Store):
             raise StoreConnectionError(msg)
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
+            register_geometry_functions(self._conn)
             self._conn.execute("PRAGMA foreign_keys = ON")
             app = self._conn.execute("PRAGMA application_id").fetchone()[0]
             tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -279,9 +372,9 @@ class GeoPackageStore(Store):
                            (table, geometry_column, geometry_type, srs_id))
 
     def _ensure_alerts_table(self) -> None:
-        exists = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alerts'").fetchone()
-        if exists:
+        if self._table_exists("alerts"):
+            if not self._table_exists(_rtree_name("alerts", "geometry")):
+                self._add_rtree("alerts", "geometry")  # a store written before the index
             return
         cols = ", ".join(
             f"{_quote(c)} {_ALERT_TYPES.get(c, 'TEXT')}" for c in ALERT_COLUMNS
@@ -292,6 +385,42 @@ class GeoPackageStore(Store):
         for c in ("rule", "status", "unit", "period", "domain"):
             self._conn.execute(f"CREATE INDEX alerts_{c} ON alerts({_quote(c)})")
         self._register_features("alerts", "geometry", "GEOMETRY", 4326, None)
+        self._add_rtree("alerts", "geometry")
+
+    def _add_rtree(self, table: str, column: str, *,
+                   envelopes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add the GeoPackage R-tree index of ``table.column`` with its triggers.
+
+        ``envelopes`` (fids, (n, 4) minx/maxx/miny/maxy) fills the index in one pass;
+        without it the index is filled from the table.
+        """
+        rtree = _rtree_name(table, column)
+        conn = self._conn
+        conn.execute(f"CREATE VIRTUAL TABLE {_quote(rtree)} "
+                     "USING rtree(id, minx, maxx, miny, maxy)")
+        if envelopes is None:
+            conn.execute(
+                f"INSERT INTO {_quote(rtree)} SELECT fid, ST_MinX({_quote(column)}), "
+                f"ST_MaxX({_quote(column)}), ST_MinY({_quote(column)}), ST_MaxY({_quote(column)})"
+                f" FROM {_quote(table)} WHERE {_quote(column)} NOT NULL "
+                f"AND NOT ST_IsEmpty({_quote(column)})")
+        else:
+            fids, env = envelopes
+            conn.executemany(f"INSERT INTO {_quote(rtree)} VALUES (?,?,?,?,?)",
+                             zip(fids.tolist(), *env.T.tolist(), strict=True))
+        names = {k: v.replace('"', '""') for k, v in (("r", rtree), ("t", table), ("c", column))}
+        for statement in _RTREE_TRIGGERS:
+            conn.execute(statement.format(**names))
+        conn.execute(
+            "INSERT OR REPLACE INTO gpkg_extensions VALUES (?, ?, 'gpkg_rtree_index', "
+            "'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
+            (table, column))
+
+    def _drop_rtree(self, table: str, column: str) -> None:
+        """Drop the R-tree index of a feature table (its triggers go with the table)."""
+        self._conn.execute(f"DROP TABLE IF EXISTS {_quote(_rtree_name(table, column))}")
+        self._conn.execute("DELETE FROM gpkg_extensions WHERE table_name = ? AND "
+                           "extension_name = 'gpkg_rtree_index'", (table,))
 
     def _table_exists(self, name: str) -> bool:
         return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
@@ -396,6 +525,9 @@ class GeoPackageStore(Store):
             msg = f"layer {name!r} has no id column {id_column!r}"
             raise ValidationError(msg)
         if self._table_exists(name):
+            for (old_geom,) in conn.execute("SELECT column_name FROM gpkg_geometry_columns "
+                                            "WHERE table_name = ?", (name,)).fetchall():
+                self._drop_rtree(name, old_geom)
             conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (name,))
             conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (name,))
             conn.execute(f"DROP TABLE {_quote(name)}")
@@ -404,7 +536,8 @@ class GeoPackageStore(Store):
             defs.append(f"{_quote(geom_col)} GEOMETRY")
         conn.execute(f"CREATE TABLE {_quote(name)} (fid INTEGER PRIMARY KEY AUTOINCREMENT"
                      + "".join(", " + d for d in defs) + ")")
-        columns = {c: _python_values(frame[c]) for c in attrs}
+        fids = np.arange(1, len(frame) + 1)
+        columns = {"fid": fids.tolist()} | {c: _python_values(frame[c]) for c in attrs}
         crs_text = None
         geometry_type = None
         if geom_col:
@@ -418,13 +551,16 @@ class GeoPackageStore(Store):
         else:
             self._register_attributes(name)
         names = list(columns)
-        if names and len(frame):
+        if len(frame):
             conn.executemany(
                 f"INSERT INTO {_quote(name)} ({', '.join(_quote(c) for c in names)}) "
                 f"VALUES ({', '.join('?' * len(names))})",
                 zip(*(columns[c] for c in names), strict=True))
-        elif len(frame):
-            conn.executemany(f"INSERT INTO {_quote(name)} DEFAULT VALUES", [()] * len(frame))
+        if geom_col:
+            geoms = frame.geometry.to_numpy()
+            drawn = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+            envelopes = shapely.bounds(geoms[drawn])[:, [0, 2, 1, 3]]
+            self._add_rtree(name, geom_col, envelopes=(fids[drawn], envelopes))
         conn.execute("DELETE FROM layers WHERE name = ?", (name,))
         conn.execute(
             'INSERT INTO layers (name, table_name, "rows", crs, geometry_type, id_column, run_id,'

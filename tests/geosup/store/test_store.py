@@ -17,6 +17,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import psycopg
+import pyogrio
 import pyproj
 import pytest
 import shapely
@@ -630,6 +631,74 @@ def test_upsert_fifty_thousand_alerts(store_url: str) -> None:
 
 
 # -- PostGIS only ----------------------------------------------------------------------
+def _index_hits(path: Path, table: str, bbox: tuple[float, float, float, float]) -> set[int]:
+    """fids whose R-tree entry meets ``bbox``, read with plain SQLite (no geometry functions)."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            f'SELECT id FROM "rtree_{table}_geometry" WHERE maxx >= ? AND minx <= ? '
+            "AND maxy >= ? AND miny <= ?", (bbox[0], bbox[2], bbox[1], bbox[3])).fetchall()
+    return {r[0] for r in rows}
+
+
+def _fids_meeting(path: Path, table: str, bbox: tuple[float, float, float, float]) -> set[int]:
+    """fids whose geometry's own bounds meet ``bbox`` (the ground truth for the index)."""
+    frame = pyogrio.read_dataframe(path, layer=table, fid_as_index=True)
+    b = frame.geometry.bounds
+    hit = (b.maxx >= bbox[0]) & (b.minx <= bbox[2]) & (b.maxy >= bbox[1]) & (b.miny <= bbox[3])
+    return set(frame.index[hit.to_numpy()].tolist())
+
+
+def test_gpkg_spatial_index(tmp_path: Path, nl_parcels: gpd.GeoDataFrame) -> None:
+    """Every feature table carries a GeoPackage R-tree that GDAL uses and keeps in step."""
+    path = tmp_path / "geosup.gpkg"
+    parcels = nl_parcels.copy()
+    parcels.loc[3, "geometry"] = None
+    parcels.loc[4, "geometry"] = shapely.MultiPolygon()
+    first = _alerts(nl_parcels, 8)
+    moved = _alerts(nl_parcels, 10, shift=0.01)
+    moved["geometry"] = moved.geometry.translate(0.5, 0.25)  # a re-run moves 8 known alerts
+    with open_store(str(path)) as store:
+        with store.run("farmland reconcile") as run:
+            run.write_layer("parcels", parcels, id_column="parcel_id")
+            run.write_alerts(first)
+        with store.run("farmland reconcile") as run:
+            run.write_alerts(moved)
+    info = pyogrio.read_info(path, layer="parcels")
+    assert info["capabilities"]["fast_spatial_filter"]
+    assert pyogrio.read_info(path, layer="alerts")["capabilities"]["fast_spatial_filter"]
+    with sqlite3.connect(path) as conn:
+        ext = conn.execute("SELECT table_name, column_name, extension_name FROM gpkg_extensions "
+                           "ORDER BY table_name").fetchall()
+        assert ext == [("alerts", "geometry", "gpkg_rtree_index"),
+                       ("parcels", "geometry", "gpkg_rtree_index")]
+        assert conn.execute('SELECT count(*) FROM "rtree_parcels_geometry"').fetchone()[0] == 98
+        assert conn.execute('SELECT count(*) FROM "rtree_alerts_geometry"').fetchone()[0] == 10
+
+    x0, y0, x1, y1 = parcels.total_bounds
+    west = (x0, y0, (x0 + x1) / 2, y1)
+    assert _index_hits(path, "parcels", west) == _fids_meeting(path, "parcels", west)
+    assert 0 < len(_index_hits(path, "parcels", west)) < 98
+    ax0, ay0, ax1, ay1 = moved.total_bounds
+    for box in ((ax0, ay0, (ax0 + ax1) / 2, ay1), (ax0, ay0, ax1, (ay0 + ay1) / 2)):
+        assert _index_hits(path, "alerts", box) == _fids_meeting(path, "alerts", box)
+    # GDAL's bbox filter goes through the index and finds what a full scan finds
+    via_gdal = pyogrio.read_dataframe(path, layer="parcels", bbox=west)
+    full = parcels.dropna(subset=["geometry"])
+    full = full[~full.geometry.is_empty]
+    assert set(via_gdal["parcel_id"]) == set(full.cx[west[0]:west[2], west[1]:west[3]]["parcel_id"])
+
+    # GDAL appends through the same triggers; replacing the layer rebuilds the index
+    two = nl_parcels.head(2)
+    dx = x1 - x0 + 10_000  # east of every parcel
+    pyogrio.write_dataframe(two.set_geometry(two.geometry.translate(dx, 0)), path,
+                            layer="parcels", append=True)
+    east = (x1 + 5_000, y0, x1 + dx, y1)
+    assert len(_index_hits(path, "parcels", east)) == 2
+    with open_store(str(path)) as store, store.run("io") as run:
+        run.write_layer("parcels", nl_parcels.head(7))
+    assert _index_hits(path, "parcels", (x0, y0, x1 + dx, y1)) == set(range(1, 8))
+
+
 @pytest.mark.postgis
 def test_postgis_unreachable_server_hides_password(caplog: pytest.LogCaptureFixture) -> None:
     from geosup.store.postgis import PostGISStore
