@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit, urlunsplit
 
 import geopandas as gpd
 import numpy as np
@@ -64,6 +63,7 @@ from geosup.errors import (
     GeosupError,
     SchemaError,
 )
+from geosup.store.base import safe_url
 
 __all__ = [
     "LEDGER_COLUMNS",
@@ -828,17 +828,12 @@ class _ZipMemberReader(_stdio.BufferedReader):
 
 def _safe_url(url: str) -> str:
     """The URL without password or fragment, for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc, fragment=""))
+    return safe_url(url.partition("#")[0])
 
 
 def _load_database(url: str, *, layer: str | None) -> _Loaded:
-    parts = urlsplit(url)
-    spec = parts.fragment or layer
-    base = urlunsplit(parts._replace(fragment=""))
+    base, _, fragment = url.partition("#")
+    spec = fragment or layer
     if not spec:
         msg = (
             f"{_safe_url(url)}: name the table, e.g. postgresql://host/db#schema.table "

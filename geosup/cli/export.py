@@ -26,7 +26,8 @@ def export(store: str, fmt: str | None, output: str, layer: str, rule: tuple[str
     """Export alerts (filtered) or a stored layer to GPKG, FlatGeobuf, GeoParquet,
     GeoJSON (RFC 7946), zipped Shapefile or PostGIS."""
     from geosup.export import export_layer
-    from geosup.store import open_store
+    from geosup.store import is_database_url, open_store
+    from geosup.store.base import safe_url
 
     filters = {k: list(v) for k, v in dict(rule=rule, domain=domain, status=status,
                                            severity=severity, unit=unit,
@@ -43,7 +44,10 @@ def export(store: str, fmt: str | None, output: str, layer: str, rule: tuple[str
             if not isinstance(id_column, str) or not id_column:
                 id_column = "fid"  # the layer has no id of its own: number the rows
                 frame.insert(0, id_column, range(1, len(frame) + 1))
-    target = export_layer(frame, output, format=fmt, overwrite=overwrite, id_column=id_column)
+    target = str(export_layer(frame, output, format=fmt, overwrite=overwrite,
+                              id_column=id_column))
+    if is_database_url(target):
+        target = safe_url(target)
     if not state().quiet:
         click.echo(f"{len(frame):,} rows of {layer} written to {target}", err=True)
     click.echo(str(target))

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import geopandas as gpd
 import pandas as pd
@@ -39,6 +40,7 @@ __all__ = [
     "Store",
     "UpsertCounts",
     "describe_input",
+    "safe_url",
 ]
 
 #: Columns of the rejects ledger as stored (``run_id`` added to the io ledger's columns).
@@ -66,6 +68,37 @@ class UpsertCounts:
     updated: int
 
 
+def safe_url(url: str) -> str:
+    """Return ``url`` without its password (user info and ``password=`` parameter).
+
+    A URL too malformed to parse loses everything between ``//`` and ``@`` instead.
+
+    Examples
+    --------
+    >>> safe_url("postgresql://inspector:s3cret@db.example:5433/audit?password=x#geosup")
+    'postgresql://inspector@db.example:5433/audit#geosup'
+    >>> safe_url("postgresql://u:pw@[bad/db")
+    'postgresql://***@[bad/db'
+    """
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        text = re.sub(r"//[^/@]*@", "//***@", text)
+        return re.sub(r"(?i)(password=)[^&#]*", r"\1***", text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hostinfo = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hostinfo}" if user else hostinfo
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k.lower() == "password" for k, _ in pairs):
+        query = urlencode([(k, v) for k, v in pairs if k.lower() != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def describe_input(source: str | Path, *, name: str | None = None,
                    hash_limit: int = 4 * 1024**3) -> dict[str, Any]:
     """Describe an input for the runs table: name, path, size in bytes, SHA-256.
@@ -74,8 +107,8 @@ def describe_input(source: str | Path, *, name: str | None = None,
     Files larger than ``hash_limit`` bytes are recorded without a hash.
     """
     text = str(source)
-    if re.match(r"^postgres(ql)?://", text):
-        safe = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", text)
+    if re.match(r"^postgres(ql)?://", text, re.IGNORECASE):
+        safe = safe_url(text)
         return {"name": name or safe, "path": safe, "size": None, "sha256": None}
     path = Path(text)
     info: dict[str, Any] = {"name": name or path.name, "path": str(path.resolve()),

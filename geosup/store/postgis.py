@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import geopandas as gpd
 import numpy as np
@@ -56,6 +56,7 @@ from geosup.store.base import (
     Store,
     UpsertCounts,
     check_layer_name,
+    safe_url,
 )
 
 __all__ = [
@@ -168,31 +169,14 @@ def _split_fragment(url: str) -> tuple[str, str]:
     return base, unquote(fragment)
 
 
-def safe_url(url: str) -> str:
-    """Return ``url`` without its password (user info and ``password=`` parameter).
-
-    Examples
-    --------
-    >>> safe_url("postgresql://inspector:s3cret@db.example:5433/audit?password=x#geosup")
-    'postgresql://inspector@db.example:5433/audit#geosup'
-    """
-    parts = urlsplit(str(url))
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hostinfo = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{hostinfo}" if user else hostinfo
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(k.lower() == "password" for k, _ in pairs):
-        query = urlencode([(k, v) for k, v in pairs if k.lower() != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _secrets(url: str) -> list[str]:
     """Every spelling of the URL's password, to scrub from messages."""
     found: set[str] = set()
-    parts = urlsplit(str(url))
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:  # malformed: scrub whatever sits between '//' and '@'
+        userinfo = str(url).partition("//")[2].partition("@")
+        return [userinfo[0]] if userinfo[1] and userinfo[0] else []
     if "@" in parts.netloc:
         userinfo = parts.netloc.rsplit("@", 1)[0]
         if ":" in userinfo:

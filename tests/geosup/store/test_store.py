@@ -461,6 +461,20 @@ def test_runs_record_command_inputs_and_counts(store_url: str, shared_data: Path
 
 
 # -- layers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("url", [
+    "postgresql://auditor:s3cret@db.example:5433/audit#public.parcels",
+    "postgresql://auditor@db.example/audit?sslmode=require&password=s3cret#public.parcels",
+    "postgres://auditor:s3cret@[bad/audit#public.parcels",
+    "POSTGRESQL://auditor:s3cret@db.example/audit?PASSWORD=s3cret",
+])
+def test_database_inputs_are_recorded_without_password(url: str) -> None:
+    info = describe_input(url)
+    assert "s3cret" not in json.dumps(info)
+    assert info["path"].lower().startswith(("postgresql://", "postgres://"))
+    assert "audit" in info["path"]
+    assert info["size"] is None and info["sha256"] is None
+
+
 def test_layer_round_trip_real_parcels(store_url: str, nl_parcels: gpd.GeoDataFrame) -> None:
     with open_store(store_url) as store:
         with store.run("farmland reconcile") as run:
