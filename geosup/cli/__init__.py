@@ -51,30 +51,25 @@ def _fail(ctx: click.Context, err: BaseException, *, expected: bool) -> None:
     ctx.exit(1)
 
 
-def _show_versions(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if not value or ctx.resilient_parsing:
-        return
+def _show_versions(settings: Settings) -> None:
     from geosup.versions import show_versions
 
-    try:
-        store = Settings.load().get("store")
-    except GeosupError:
-        store = None
-    click.echo(show_versions(store=store))
-    ctx.exit(0)
+    click.echo(show_versions(store=settings.get("store")))
 
 
-@click.group(cls=GeosupGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GeosupGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help=f"Settings file (default ./{CONFIG_FILE} when present).")
 @click.version_option(__version__, "--version", prog_name="geosup")
-@click.option("--show-versions", is_flag=True, expose_value=False, is_eager=True,
-              callback=_show_versions,
-              help="Show Python, GEOS, GDAL, PROJ, PostGIS and package versions.")
+@click.option("--show-versions", is_flag=True,
+              help="Show Python, GEOS, GDAL, PROJ, PostGIS (of the configured store, when "
+                   "reachable) and package versions.")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None,
+         show_versions: bool) -> None:
     """geosup: check public spending against geography.
 
     Fuel cards against GPS tracks, declared farmland against parcels, requisition
@@ -90,6 +85,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None) -> N
         obj.settings = Settings.load(file=config or CONFIG_FILE, required_file=bool(config))
     except GeosupError as err:
         _fail(ctx, err, expected=True)
+    if show_versions:
+        _show_versions(obj.settings)
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(2)
 
 
 def _register() -> None:

@@ -61,10 +61,18 @@ def test_version_and_versions(runner):
         assert name in res.output
 
 
-def test_show_versions_reports_postgis(runner, postgis_url):
+def test_show_versions_reports_postgis(runner, postgis_url, tmp_path):
     res = runner.invoke(main, ["--show-versions"], env={"GEOSUP_STORE": postgis_url})
     assert res.exit_code == 0, res.output
     assert "PostGIS" in res.output and "not reachable" not in res.output
+    # the store named in a --config file counts too, whichever order the options come in
+    config = tmp_path / "audit.toml"
+    config.write_text(f'store = "{postgis_url}"\n')
+    for args in (["--config", str(config), "--show-versions"],
+                 ["--show-versions", "--config", str(config)]):
+        res = runner.invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert "PostGIS" in res.output and "not reachable" not in res.output
 
 
 def test_db_init_is_idempotent(runner, store_url):
