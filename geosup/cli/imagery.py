@@ -191,7 +191,7 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
     params = {"images": cat.ids, "notice_date": notice_date, "rules": list(rules) or None,
               "thresholds": overrides, "workdir": str(work.resolve()),
               "columns": {k: v for k, v in columns.items() if v}}
-    described = [describe_input(";".join(str(p) for p in e.paths), name=e.image_id)
+    described = [describe_input(list(e.paths), name=e.image_id)
                  for e in cat] + [describe_input(p, name=n) for n, p in paths.items() if p]
     with open_store(store) as st:
         with st.run("imagery compare", inputs=described, params=params) as run:

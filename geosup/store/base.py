@@ -99,30 +99,84 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def describe_input(source: str | Path, *, name: str | None = None,
-                   hash_limit: int = 4 * 1024**3) -> dict[str, Any]:
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_input(source: str | Path | Sequence[str | Path], *, name: str | None = None,
+                   hash_limit: int | None = None) -> dict[str, Any]:
     """Describe an input for the runs table: name, path, size in bytes, SHA-256.
 
-    Database URLs are recorded without their password and without a hash.
-    Files larger than ``hash_limit`` bytes are recorded without a hash.
+    Parameters
+    ----------
+    source : str, Path or sequence of them
+        A file; a folder (a partitioned dataset: every file under it); several files
+        that make one input (an image of one file per band); or a ``postgresql://`` URL.
+    name : str, optional
+        The input's name (default: the file or folder name).
+    hash_limit : int, optional
+        Leave out the hash of inputs larger than this many bytes (default: hash all;
+        SHA-256 runs at about 1.8 GB/s here).
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``size`` and ``sha256``. A folder or several files also
+        give ``files`` (how many); their ``sha256`` is the hash of the list of
+        ``sha256  relative-path`` lines (``sha256sum``'s format), sorted by path, so
+        one changed partition changes it. Database URLs are recorded without their
+        password, size or hash.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.csv").write_text("id\\n1\\n")
+    >>> info = describe_input(folder / "a.csv")
+    >>> info["size"], info["sha256"][:12]
+    (5, '7cde7fb64fd8')
+    >>> describe_input(folder)["files"]
+    1
     """
+    if not isinstance(source, (str, Path)):
+        paths = [Path(p) for p in source]
+        if len(paths) == 1:
+            return describe_input(paths[0], name=name, hash_limit=hash_limit)
+        files = [(str(p.resolve()), p) for p in paths]
+        label = name or "+".join(p.name for p in paths)
+        return _describe_files(label, [str(p.resolve()) for p in paths], files, hash_limit)
     text = str(source)
     if re.match(r"^postgres(ql)?://", text, re.IGNORECASE):
         safe = safe_url(text)
         return {"name": name or safe, "path": safe, "size": None, "sha256": None}
     path = Path(text)
+    if path.is_dir():
+        files = [(f.relative_to(path).as_posix(), f) for f in sorted(path.rglob("*"))
+                 if f.is_file()]
+        return _describe_files(name or path.name, str(path.resolve()), files, hash_limit)
     info: dict[str, Any] = {"name": name or path.name, "path": str(path.resolve()),
                             "size": None, "sha256": None}
     if path.is_file():
-        size = path.stat().st_size
-        info["size"] = size
-        if size <= hash_limit:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            info["sha256"] = digest.hexdigest()
+        info["size"] = path.stat().st_size
+        if hash_limit is None or info["size"] <= hash_limit:
+            info["sha256"] = _file_digest(path)
     return info
+
+
+def _describe_files(name: str, path: str | list[str], files: list[tuple[str, Path]],
+                    hash_limit: int | None) -> dict[str, Any]:
+    """Size and manifest hash of several files making one input."""
+    files = [(key, f) for key, f in files if f.is_file()]
+    size = sum(f.stat().st_size for _, f in files)
+    sha = None
+    if hash_limit is None or size <= hash_limit:
+        manifest = "".join(f"{_file_digest(f)}  {key}\n" for key, f in sorted(files))
+        sha = hashlib.sha256(manifest.encode()).hexdigest()
+    return {"name": name, "path": path, "size": size, "sha256": sha, "files": len(files)}
 
 
 def check_layer_name(name: str) -> str:
@@ -256,17 +310,35 @@ class Store(ABC):
     # -- runs ------------------------------------------------------------------------
     @contextmanager
     def run(self, command: str, *, inputs: Sequence[Mapping[str, Any]] = (),
-            params: Mapping[str, Any] | None = None) -> Iterator[Run]:
+            params: Mapping[str, Any] | None = None,
+            started_at: pd.Timestamp | None = None) -> Iterator[Run]:
         """Open a run: one transaction that commits at the end of the block.
+
+        Parameters
+        ----------
+        command : str
+            What ran, e.g. ``"farmland reconcile"``.
+        inputs : sequence of dict
+            The inputs, as :func:`describe_input` gives them.
+        params : dict, optional
+            The options the command ran with (JSON-serialisable).
+        started_at : Timestamp, optional
+            When the command started (default: now). A command that reads and checks
+            its inputs before it writes passes its own start time.
 
         Examples
         --------
+        >>> import tempfile, pathlib
         >>> from geosup.store import open_store
-        >>> with open_store(tmp / "s.gpkg") as store:           # doctest: +SKIP
-        ...     with store.run("farmland reconcile") as run:
-        ...         run.write_alerts(alerts)
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> with open_store(folder / "s.gpkg") as store:
+        ...     with store.run("io") as run:
+        ...         run.record_input("parcels", rows_in=3, rows_used=2, rows_rejected=1)
+        ...     store.runs()["command"].tolist()
+        ['io']
         """
-        started = pd.Timestamp.now(tz="UTC").floor("ms")
+        started = (pd.Timestamp.now(tz="UTC") if started_at is None
+                   else pd.Timestamp(started_at).tz_convert("UTC")).floor("ms")
         run = Run(store=self, run_id=uuid.uuid4().hex, command=command, started_at=started)
         self._begin()
         try:

@@ -461,6 +461,37 @@ def test_runs_record_command_inputs_and_counts(store_url: str, shared_data: Path
 
 
 # -- layers ----------------------------------------------------------------------------
+def test_folders_and_multi_file_inputs_are_hashed(tmp_path: Path, shared_data: Path) -> None:
+    """A partitioned dataset and a one-file-per-band image get a size and a manifest hash."""
+    import hashlib
+    import shutil
+
+    root = tmp_path / "fixes"
+    (root / "vehicle=A" / "month=2025-01").mkdir(parents=True)
+    (root / "vehicle=B").mkdir()
+    shutil.copy(shared_data / NL_PARCELS, root / "vehicle=A" / "month=2025-01" / "p.gpkg")
+    (root / "vehicle=B" / "part.csv").write_text("vehicle_id,time\nB,2025-01-01\n")
+    files = sorted(f for f in root.rglob("*") if f.is_file())
+    manifest = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  "
+                       f"{f.relative_to(root).as_posix()}\n" for f in files)
+    info = describe_input(root, name="fixes")
+    assert info["files"] == 2
+    assert info["size"] == sum(f.stat().st_size for f in files)
+    assert info["sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
+    # one changed partition changes the hash
+    (root / "vehicle=B" / "part.csv").write_text("vehicle_id,time\nB,2025-01-02\n")
+    assert describe_input(root)["sha256"] != info["sha256"]
+
+    bands = [root / "vehicle=A" / "month=2025-01" / "p.gpkg", root / "vehicle=B" / "part.csv"]
+    image = describe_input(bands, name="after")
+    assert image["name"] == "after" and image["files"] == 2
+    assert image["path"] == [str(b.resolve()) for b in bands]
+    assert image["size"] == sum(b.stat().st_size for b in bands)
+    assert len(image["sha256"]) == 64
+    assert describe_input(bands[:1])["sha256"] == NL_PARCELS_SHA256
+    assert describe_input(root, hash_limit=10)["sha256"] is None
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://auditor:s3cret@db.example:5433/audit#public.parcels",
     "postgresql://auditor@db.example/audit?sslmode=require&password=s3cret#public.parcels",
