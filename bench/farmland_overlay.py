@@ -248,7 +248,7 @@ def _run_ours(path: str, workers: int, repeat: int) -> tuple:
 
 
 def _pg_bindir() -> Path | None:
-    env = os.environ.get("GEOSUP_PG_BINDIR")
+    env = os.environ.get("PG_BINDIR")
     if env:
         return Path(env)
     for c in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):

@@ -12,6 +12,16 @@ A setting has a dotted key (``store``, ``timezone``, ``lang``, ``rules.<code>.<n
     [columns.fixes]
     vehicle_id = "Vehicle ID"
 
+    [calendar]            # the fuel audit's working hours and holidays
+    start = "08:00"
+
+    [imagery]             # per-claim statistics and chips
+    max_chips = 2000
+
+An unknown key or a value of the wrong kind in the file is an error (``stroe =``
+is refused with "did you mean 'store'?"); an unknown ``GEOSUP_*`` variable is
+warned about (:class:`~geosup.errors.ConfigWarning`) and ignored.
+
 Environment variables are ``GEOSUP_`` plus the key in upper case with ``__``
 between levels; in a rule code the dot becomes ``_``:
 ``GEOSUP_STORE=postgresql://…``, ``GEOSUP_RULES__FUEL_AWAY_FROM_STATION__RADIUS_M=500``.
@@ -28,14 +38,16 @@ Examples
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geosup.errors import ConfigError
+from geosup.errors import ConfigError, ConfigWarning
 
 __all__ = ["CONFIG_FILE", "DEFAULTS", "Settings"]
 
@@ -54,6 +66,34 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _ENV_PREFIX = "GEOSUP_"
+
+#: Top-level settings that are tables of their own (every other one is a text value).
+_TABLES = frozenset({"rules", "columns", "units", "calendar", "imagery"})
+
+#: Allowed values of the settings that take one of a few words.
+_CHOICES = {"lang": ("en", "zh")}
+
+
+def _check_keys(tree: Mapping[str, Any], source: str) -> list[str]:
+    """Problems with the top-level keys and value types of a settings tree."""
+    known = sorted(set(DEFAULTS) | _TABLES)
+    problems = []
+    for key, value in tree.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown setting {key!r} in {source}{hint}; settings are "
+                            + ", ".join(known))
+        elif key in _TABLES:
+            if not isinstance(value, Mapping):
+                problems.append(f"{key} in {source} must be a table ([{key}.…])")
+        elif not isinstance(value, str):
+            problems.append(f"{key} = {value!r} in {source} must be text, e.g. "
+                            f"{key} = \"{DEFAULTS[key]}\"")
+        elif key in _CHOICES and value not in _CHOICES[key]:
+            problems.append(f"{key} = {value!r} in {source} must be one of "
+                            + ", ".join(_CHOICES[key]))
+    return problems
 
 
 def _parse_env_value(text: str) -> Any:
@@ -127,13 +167,16 @@ class Settings:
                 except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
                     msg = f"settings file {path} is not valid TOML: {err}"
                     raise ConfigError(msg) from err
+                problems = _check_keys(tree, f"settings file {path}")
+                if problems:
+                    raise ConfigError("; ".join(problems))
                 cfg._apply(tree, f"file {path}")
             elif required_file:
                 msg = f"settings file {path} does not exist"
                 raise ConfigError(msg)
         environ = os.environ if env is None else env
         for name, text in sorted(environ.items()):
-            if not name.startswith(_ENV_PREFIX) or name == "GEOSUP_PG_BINDIR":
+            if not name.startswith(_ENV_PREFIX):
                 continue
             parts = name[len(_ENV_PREFIX):].lower().split("__")
             if parts[0] == "rules" and len(parts) == 3:
@@ -143,7 +186,14 @@ class Settings:
             node = tree
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
-            node[parts[-1]] = _parse_env_value(text)
+            # a one-level variable is text as given (GEOSUP_TIMEZONE=UTC, GEOSUP_STORE=5.gpkg)
+            node[parts[-1]] = text if len(parts) == 1 else _parse_env_value(text)
+            problems = _check_keys(tree, f"environment variable {name}")
+            if problems and parts[0] not in set(DEFAULTS) | _TABLES:
+                warnings.warn(f"{problems[0]}; ignored", ConfigWarning, stacklevel=2)
+                continue
+            if problems:
+                raise ConfigError("; ".join(problems))
             cfg._apply(tree, f"environment ({name})")
         for key, value in (overrides or {}).items():
             if value is None:

@@ -11,6 +11,7 @@ __all__ = [
     "AreaUnitError",
     "CRSError",
     "ConfigError",
+    "ConfigWarning",
     "DataSourceError",
     "ExportError",
     "GeometryRepairWarning",
@@ -85,6 +86,10 @@ class ExportError(GeosupError, ValueError):
 
 class GeosupWarning(UserWarning):
     """Base class of geosup's warnings."""
+
+
+class ConfigWarning(GeosupWarning):
+    """A ``GEOSUP_*`` environment variable names no setting (likely a typo)."""
 
 
 class GeometryRepairWarning(GeosupWarning):

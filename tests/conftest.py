@@ -31,7 +31,7 @@ def shared_data() -> Path:
 
 
 def _pg_bindir() -> Path | None:
-    env = os.environ.get("GEOSUP_PG_BINDIR")
+    env = os.environ.get("PG_BINDIR")
     if env:
         return Path(env)
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ import click
 from geosup import __version__
 from geosup.cli.options import CliState
 from geosup.config import CONFIG_FILE, Settings
-from geosup.errors import GeosupError
+from geosup.errors import GeosupError, GeosupWarning
 
 __all__ = ["main"]
 
@@ -51,6 +52,25 @@ def _fail(ctx: click.Context, err: BaseException, *, expected: bool) -> None:
     ctx.exit(1)
 
 
+def _show_geosup_warnings(*, quiet: bool) -> None:
+    """geosup's own warnings as one ``warning: …`` line each (none under -q)."""
+    shown = warnings.showwarning
+    if getattr(shown, "geosup", False):
+        shown = shown.fallback  # type: ignore[attr-defined]
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, GeosupWarning):
+            if not quiet:
+                click.echo(f"warning: {message}", err=True)
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    show.geosup = True  # type: ignore[attr-defined]
+    show.fallback = shown  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def _show_versions(settings: Settings) -> None:
     from geosup.versions import show_versions
 
@@ -79,6 +99,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool, config: str | None,
                                          logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    _show_geosup_warnings(quiet=quiet)
     obj = CliState(settings=Settings(), verbosity=-1 if quiet else verbose)
     ctx.obj = obj
     try:

@@ -58,3 +58,34 @@ def test_bad_settings_are_clear_errors(tmp_path):
         cfg.threshold("fuel.x", "radius_m", 300)
     assert cfg.unknown_rule_settings([("fuel.y", "radius_m")]) == \
         ["GEOSUP_RULES__FUEL_X__RADIUS_M"]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('stroe = "audit.gpkg"\n', r"unknown setting 'stroe'.*did you mean 'store'"),
+    ("timezone = 5\n", r"timezone = 5 .* must be text"),
+    ('lang = "fr"\n', r"lang = 'fr' .* must be one of en, zh"),
+    ('columns = "fixes"\n', r"columns .* must be a table"),
+])
+def test_settings_file_typos_are_refused(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings.load(file=_toml(tmp_path, text), env={})
+
+
+def test_every_documented_table_is_accepted(tmp_path):
+    path = _toml(tmp_path, '[calendar]\nstart = "07:30"\n[imagery]\nmax_chips = 10\n'
+                           '[units.transactions]\nlitres = "gal"\n')
+    cfg = Settings.load(file=path, env={})
+    assert cfg.get("imagery.max_chips") == 10
+    assert cfg.get("calendar.start") == "07:30"
+
+
+def test_unknown_environment_variable_is_warned_and_ignored():
+    from geosup.errors import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=r"GEOSUP_STOER .*did you mean 'store'"):
+        cfg = Settings.load(file=None, env={"GEOSUP_STOER": "audit.gpkg"})
+    assert cfg.get("store") == "geosup.gpkg"
+    # a known variable is text as given, even when it would parse as a number
+    assert Settings.load(file=None, env={"GEOSUP_STORE": "2025"}).get("store") == "2025"
+    with pytest.raises(ConfigError, match="must be one of en, zh"):
+        Settings.load(file=None, env={"GEOSUP_LANG": "fr"})
