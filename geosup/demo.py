@@ -4,7 +4,7 @@ Each check contributes a scenario: a function that writes its inputs into the de
 folder, runs the check into the store inside one run, and returns the injected
 truth so the demo can print precision and recall per rule. Scenarios register
 themselves in :data:`SCENARIOS` when their module is imported (see
-:data:`SCENARIO_MODULES`); a check that does not exist yet adds none.
+:data:`SCENARIO_MODULES`).
 """
 
 from __future__ import annotations
@@ -108,12 +108,7 @@ def precision_recall(alerts: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
 def _load_scenarios() -> None:
     for name in SCENARIO_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name is None or not name.startswith(err.name):
-                raise
-            log.debug("demo scenario module %s is not present", name)
+        importlib.import_module(name)
 
 
 def run_demo(folder: str | Path, *, settings: Settings | None = None,

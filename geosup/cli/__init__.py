@@ -7,6 +7,7 @@ prints one line and exits 1; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -30,6 +31,11 @@ class GeosupGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            # the reader went away (`geosup alerts list | head`): stop quietly, as cat does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
         except GeosupError as err:
             _fail(ctx, err, expected=True)
         except (KeyboardInterrupt, SystemExit):

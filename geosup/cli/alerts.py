@@ -93,7 +93,8 @@ def show_alert(store: str, alert_id: str) -> None:
     click.echo("history:")
     for ev in history.itertuples(index=False):
         note = f" — {ev.note}" if isinstance(ev.note, str) and ev.note else ""
-        click.echo(f"  {ev.at:%Y-%m-%d %H:%M:%S}Z  {ev.by}: {ev.from_status or '-'} -> "
+        before = ev.from_status if isinstance(ev.from_status, str) and ev.from_status else "-"
+        click.echo(f"  {ev.at:%Y-%m-%d %H:%M:%S}Z  {ev.by}: {before} -> "
                    f"{ev.to_status}{note}")
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from geosup.cli.options import state
 
-__all__ = ["rules"]
+__all__ = ["format_rules", "rules"]
 
 
 @click.command()
@@ -35,6 +35,42 @@ def rules(domain: str | None, fmt: str) -> None:
     elif not len(table):
         click.echo("no rules registered yet", err=True)
     else:
-        with pd.option_context("display.max_rows", None, "display.width", 200,
-                               "display.max_columns", None, "display.max_colwidth", 50):
-            click.echo(table.drop(columns=["inputs"]).to_string(index=False))
+        click.echo(format_rules(table))
+
+
+#: Units that only repeat what the value says (a list of classes, a yes/no flag, a time).
+_NO_UNIT = frozenset({"", "classes", "items", "flag", "HH:MM"})
+
+
+def _text(value: object, *, width: int = 60) -> str:
+    """A threshold value as a reader writes it: lists as words, long ones cut."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        text = ", ".join(str(v) for v in value)
+    elif value is None or (isinstance(value, float) and pd.isna(value)):
+        text = "-"
+    else:
+        text = str(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def format_rules(table: pd.DataFrame) -> str:
+    """The rules table as one block per rule: its line, then one line per threshold.
+
+    A value that differs from its default says so, with where it came from.
+    """
+    lines: list[str] = []
+    for code, part in table.groupby("rule", sort=False):
+        first = part.iloc[0]
+        lines.append(f"{code}  [{first['domain']}, {first['severity']}]  {first['title']}")
+        lines.append(f"    inputs: {first['inputs']}")
+        named = part[part["threshold"] != ""]
+        pad = max((len(t) for t in named["threshold"]), default=0)
+        for row in named.itertuples(index=False):
+            shown = isinstance(row.unit, str) and row.unit not in _NO_UNIT
+            unit = f" {row.unit}" if shown else ""
+            value = _text(row.value)
+            changed = (row.source != "default" and value != _text(row.default))
+            note = f"   (default {_text(row.default)}; from {row.source})" if changed else ""
+            lines.append(f"    {row.threshold:<{pad}} = {value}{unit}{note}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")

@@ -299,7 +299,6 @@ class GeoPackageStore(Store):
         if tables and app not in (_APPLICATION_ID, 0x47503130):
             msg = f"{self.url} is an SQLite file but not a GeoPackage; refusing to use it"
             raise StoreConnectionError(msg)
-        self._in_tx = False
         if create:
             self.init()
 

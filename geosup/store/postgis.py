@@ -88,8 +88,6 @@ _TEMP_ALERTS = "geosup_incoming_alerts"
 _STORE_TABLES = ("alerts", "alert_events", "runs", "rejects", "layers")
 _TRIGGERS = ("alert_events_append_only", "alert_events_no_truncate")
 _LAYER_COLUMNS = ("name", "rows", "crs", "geometry_type", "id_column", "run_id", "written_at")
-_LAYER_STORED = ("name", "table_name", "rows", "crs", "geometry_type", "id_column", "run_id",
-                 "written_at")
 
 _ALERT_TYPES: dict[str, str] = {
     "score": "double precision",

@@ -224,3 +224,16 @@ def test_export_stored_layer_to_postgis(runner, tmp_path, parcels, postgis_url):
         n, srid = conn.execute("SELECT count(*), max(ST_SRID(geometry)) FROM public.parcels"
                                ).fetchone()
     assert n == len(parcels) and srid == 28992
+
+
+def test_rules_table_reads_as_blocks(runner, tmp_path):
+    config = tmp_path / "audit.toml"
+    config.write_text('[rules."fuel.away_from_station"]\nradius_m = 450\n', encoding="utf-8")
+    res = runner.invoke(main, ["--config", str(config), "rules"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 140
+    block = res.stdout.split("fuel.away_from_station  [fuel, high]")[1].split("\n\n")[0]
+    assert "radius_m   = 450.0 m   (default 300.0; from file" in block
+    assert "window_min = 10.0 min" in block
+    assert "classes = built-up, water, forest, road\n" in res.stdout
