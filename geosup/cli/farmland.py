@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    RunStore,
     parse_column_flags,
     parse_threshold_flags,
     progress,
@@ -112,9 +113,10 @@ def reconcile(declarations: str, parcels: str, land_use: str | None, persons: st
         write_run,
     )
     from geosup.farmland.reconcile import reconcile as run_reconcile
-    from geosup.store import describe_input, is_database_url, open_store
+    from geosup.store import describe_input, is_database_url
 
     settings = state().settings
+    st = RunStore(store)
     if area_unit is None and settings.source("area_unit") != "default":
         area_unit = str(settings.get("area_unit"))
     if area_unit is None:
@@ -149,29 +151,28 @@ def reconcile(declarations: str, parcels: str, land_use: str | None, persons: st
     n_decl = sum(len(inputs.frames[n]) for n in ("declarations", "previous")
                  if n in inputs.frames)
     params["in_database"] = tables is not None
-    with open_store(store) as st:
-        connection = getattr(st, "connection", None) if engine == "postgis" else None
-        with st.run("farmland reconcile", inputs=described, params=params) as run:
-            with progress(max(n_decl, 1), label="farmland overlay") as bar, \
-                    warnings.catch_warnings():
-                warnings.simplefilter("ignore", GeometryRepairWarning)  # counted below
-                if tables is not None:
-                    result = reconcile_in_database(
-                        connection, **tables, persons=inputs.get("persons"),
-                        area_unit=area_unit, srid=srid, settings=merged, columns=columns,
-                        rules=list(rules) or None, progress=bar,
-                        years=list(years) or None, run_id=run.run_id)
-                else:
-                    result = run_reconcile(
-                        inputs.get("declarations"), inputs.get("parcels"),
-                        land_use=inputs.get("land_use"), persons=inputs.get("persons"),
-                        previous=inputs.get("previous"), area_unit=area_unit,
-                        settings=merged, engine=engine, connection=connection,
-                        rules=list(rules) or None, progress=bar, crs=crs,
-                        years=list(years) or None, workers=workers, run_id=run.run_id)
-            written = write_run(run, inputs, result)
-            run_id = run.run_id
-        url = st.url
+    connection = getattr(st.store, "connection", None) if engine == "postgis" else None
+    with st.run("farmland reconcile", inputs=described, params=params) as run:
+        with progress(max(n_decl, 1), label="farmland overlay") as bar, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryRepairWarning)  # counted below
+            if tables is not None:
+                result = reconcile_in_database(
+                    connection, **tables, persons=inputs.get("persons"),
+                    area_unit=area_unit, srid=srid, settings=merged, columns=columns,
+                    rules=list(rules) or None, progress=bar,
+                    years=list(years) or None, run_id=run.run_id)
+            else:
+                result = run_reconcile(
+                    inputs.get("declarations"), inputs.get("parcels"),
+                    land_use=inputs.get("land_use"), persons=inputs.get("persons"),
+                    previous=inputs.get("previous"), area_unit=area_unit,
+                    settings=merged, engine=engine, connection=connection,
+                    rules=list(rules) or None, progress=bar, crs=crs,
+                    years=list(years) or None, workers=workers, run_id=run.run_id)
+        written = write_run(run, inputs, result)
+        run_id = run.run_id
+    url = st.store.url
     report_inputs(combined_counts(inputs, result))
     if not state().quiet and written["repairs"]:
         click.echo(f"{written['repairs']:,} geometries repaired (stored as the layer "

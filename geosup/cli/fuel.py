@@ -19,6 +19,7 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    RunStore,
     parse_column_flags,
     parse_threshold_flags,
     progress,
@@ -172,12 +173,13 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     Prints rows in/used/rejected per input (stderr), then the alerts per rule and the
     budget-unit summary (stdout).
     """
-    from geosup.store import describe_input, open_store
+    from geosup.store import describe_input
     from trajectories.audit import audit
     from trajectories.demo import read_fuel_inputs
     from trajectories.rules import FUEL_RULES
 
     cli = state()
+    st = RunStore(store)
     zone = tz or str(cli.settings.get("timezone") or "Asia/Shanghai")
     _check_zone(zone)
     overrides = parse_thresholds(thresholds)
@@ -221,7 +223,7 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     params = {"rules": selected, "thresholds": overrides, "period": list(period or ()),
               "tz": zone, "stations_crs": stations_crs, "fixes_crs": fixes_crs,
               "map": list(maps), "calendar": calendar_file}
-    with open_store(store) as st, st.run("fuel audit", inputs=described, params=params) as run:
+    with st.run("fuel audit", inputs=described, params=params) as run:
         written = run.write_alerts(result.alerts)
         run.add_rejects(result.rejects)
         for source, c in counts.items():

@@ -12,6 +12,7 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    RunStore,
     overwrite_option,
     parse_column_flags,
     parse_threshold_flags,
@@ -152,12 +153,13 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
     their review status), rejects, the input counts and the claims, projects, persons
     and image layers.
     """
-    from geosup.store import describe_input, open_store
+    from geosup.store import describe_input
     from imagery.catalog import Catalog
     from imagery.compare import INPUTS, combined_counts, read_inputs, write_run
     from imagery.compare import compare as run_compare
 
     settings = state().settings
+    st = RunStore(store)
     overrides = parse_thresholds(thresholds)
     cli_map = parse_mappings(mappings)
     if (before is None) != (after is None):
@@ -193,17 +195,16 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
               "columns": {k: v for k, v in columns.items() if v}}
     described = [describe_input(list(e.paths), name=e.image_id)
                  for e in cat] + [describe_input(p, name=n) for n, p in paths.items() if p]
-    with open_store(store) as st:
-        with st.run("imagery compare", inputs=described, params=params) as run:
-            with _fraction_bar("imagery compare") as bar:
-                result = run_compare(
-                    cat, inputs.get("claims"), projects=inputs.get("projects"),
-                    persons=inputs.get("persons"), settings=merged, workdir=work,
-                    chips_dir=chips, notice_date=_date(notice_date, "--notice-date"),
-                    rules=list(rules) or None, run_id=run.run_id, progress=bar, **explicit)
-            written = write_run(run, result, inputs=inputs, images=cat)
-            run_id = run.run_id
-        url = st.url
+    with st.run("imagery compare", inputs=described, params=params) as run:
+        with _fraction_bar("imagery compare") as bar:
+            result = run_compare(
+                cat, inputs.get("claims"), projects=inputs.get("projects"),
+                persons=inputs.get("persons"), settings=merged, workdir=work,
+                chips_dir=chips, notice_date=_date(notice_date, "--notice-date"),
+                rules=list(rules) or None, run_id=run.run_id, progress=bar, **explicit)
+        written = write_run(run, result, inputs=inputs, images=cat)
+        run_id = run.run_id
+    url = st.store.url
     report_inputs(combined_counts(inputs, result))
     summary = result.summary()
     if len(summary):

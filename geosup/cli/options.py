@@ -16,6 +16,7 @@ from geosup.errors import ConfigError
 
 __all__ = [
     "CliState",
+    "RunStore",
     "alert_filter_options",
     "overwrite_option",
     "parse_column_flags",
@@ -78,6 +79,50 @@ def alert_filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         func = click.option(f"--{name}", name, multiple=True, metavar=name.upper(),
                             help=helptext + " Repeat to allow several.")(func)
     return func
+
+
+class RunStore:
+    """The store of a check command, checked when the command starts.
+
+    A database store is connected to at once, and an existing GeoPackage opened, so
+    an unreachable ``--store`` fails before minutes of work rather than after. A
+    GeoPackage that does not exist yet is created only when the run writes, so a
+    command that fails on its inputs leaves no empty store behind. The command's
+    start time is the run's ``started_at``.
+    """
+
+    def __init__(self, url: str) -> None:
+        from pathlib import Path
+
+        import pandas as pd
+
+        from geosup.errors import StoreConnectionError
+        from geosup.store import is_database_url
+
+        self.url = url
+        self.started_at = pd.Timestamp.now(tz="UTC")
+        self._store: Any = None
+        if is_database_url(url) or Path(url).exists():
+            self._store = self._open()
+        elif not Path(url).parent.is_dir():
+            msg = f"cannot create store {url}: folder {Path(url).parent} does not exist"
+            raise StoreConnectionError(msg)
+
+    def _open(self) -> Any:
+        from geosup.store import open_store
+
+        return click.get_current_context().with_resource(open_store(self.url))
+
+    @property
+    def store(self) -> Any:
+        """The open store (opened now if it was still to be created)."""
+        if self._store is None:
+            self._store = self._open()
+        return self._store
+
+    def run(self, command: str, **kwargs: Any) -> Any:
+        """:meth:`Store.run` with the command's start time."""
+        return self.store.run(command, started_at=self.started_at, **kwargs)
 
 
 def report_inputs(counts: Mapping[str, Mapping[str, int]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -78,6 +80,10 @@ def test_audit_the_demo_files(runner, store_url, demo_inputs):
     assert (scores["precision"] == 1.0).all() and (scores["recall"] == 1.0).all()
     assert len(runs) == 1 and runs["command"].iloc[0] == "fuel audit"
     assert layers.loc["fuel_stations", "rows"] == 10
+    # the run spans the command: it starts before the inputs are read, not when it writes
+    inputs = {i["name"]: i for i in json.loads(runs["inputs"].iloc[0])}
+    assert inputs["fixes"]["size"] > 0 and len(inputs["fixes"]["sha256"]) == 64
+    assert (runs["ended_at"] - runs["started_at"]).iloc[0] > pd.Timedelta(0)
     assert rejects.groupby("source").size().to_dict() == {
         "cards": 1, "fixes": 4, "transactions": 3}
     # Every alert names the transaction or vehicle and carries a geometry for the map.
@@ -89,6 +95,27 @@ def test_audit_the_demo_files(runner, store_url, demo_inputs):
     assert f"{len(alerts)} alerts (0 new, {len(alerts)} updated)" in res.stderr
     with open_store(store_url) as st:
         assert len(st.alerts(domain="fuel")) == len(alerts)
+
+
+def test_run_starts_with_the_command_and_a_bad_store_fails_first(runner, tmp_path,
+                                                                 demo_inputs):
+    store = str(tmp_path / "s.gpkg")
+    before = pd.Timestamp.now(tz="UTC")
+    clock = time.perf_counter()
+    res = runner.invoke(main, _demo_args(demo_inputs, store))
+    took = pd.Timedelta(seconds=time.perf_counter() - clock)
+    assert res.exit_code == 0, res.output
+    with open_store(store) as st:
+        run = st.runs().iloc[0]
+    assert before.floor("ms") <= run["started_at"]
+    # the reading and the audit happen inside the run (most of the command's time)
+    assert run["ended_at"] - run["started_at"] >= took / 2
+    # an unreachable store is reported before the inputs are even read
+    bad = "postgresql://auditor:s3cret@127.0.0.1:1/audit"
+    res = runner.invoke(main, _demo_args(demo_inputs, bad, fixes=str(tmp_path / "none.csv")))
+    assert res.exit_code == 1
+    assert "cannot connect to PostgreSQL" in res.output and "none.csv" not in res.output
+    assert "s3cret" not in res.output
 
 
 def test_unknown_cards_and_stations_are_counted_rejects(runner, tmp_path, demo_inputs):
