@@ -44,9 +44,6 @@ import multiprocessing as mp
 import os
 import pickle
 import resource
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import warnings
@@ -59,6 +56,7 @@ import shapely
 
 from geosup.farmland.engine import link_areas, overlay_inprocess
 from geosup.farmland.prepare import prepare
+from geosup.testing import postgis_server
 
 CRS = "EPSG:32650"
 X0, Y0 = 400_000.0, 3_400_000.0
@@ -247,56 +245,9 @@ def _run_ours(path: str, workers: int, repeat: int) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pg_bindir() -> Path | None:
-    env = os.environ.get("PG_BINDIR")
-    if env:
-        return Path(env)
-    for c in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (c / "initdb").exists() and (c / "pg_ctl").exists():
-            return c
-    found = shutil.which("pg_ctl")
-    return Path(found).parent if found else None
-
-
-class _Server:
-    """initdb + pg_ctl in a temporary directory (as ``postgres`` when run as root)."""
-
-    def __init__(self) -> None:
-        self.bindir = _pg_bindir()
-        if self.bindir is None:
-            raise RuntimeError("PostgreSQL server binaries not found")
-        self.user = "postgres" if os.geteuid() == 0 else None
-        self.root = Path(tempfile.mkdtemp(prefix="geosup-bench-pg-"))
-        self.data = self.root / "data"
-
-    def _cmd(self, cmd: list[str]) -> list[str]:
-        return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
-
-    def start(self) -> str:
-        sock = self.root / "sock"
-        self.data.mkdir()
-        sock.mkdir()
-        if self.user:
-            for p in (self.root, self.data, sock):
-                shutil.chown(p, self.user)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        subprocess.run(self._cmd([str(self.bindir / "initdb"), "-D", str(self.data), "-A",
-                                  "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]),
-                       check=True, capture_output=True)
-        opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=1GB "
-                "-c work_mem=256MB -c maintenance_work_mem=1GB -c max_wal_size=8GB")
-        subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
-                                  str(self.root / "log"), "-o", opts, "-w", "start"]),
-                       check=True, capture_output=True)
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def stop(self) -> None:
-        subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m",
-                                  "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
+#: Server settings for a bulk overlay (the test server's defaults are for small tests).
+_PG_SETTINGS = {"shared_buffers": "1GB", "work_mem": "256MB", "maintenance_work_mem": "1GB",
+                "max_wal_size": "8GB"}
 
 
 def _copy(conn: object, table: str, ids: np.ndarray, geoms: np.ndarray) -> None:
@@ -312,20 +263,9 @@ def run_postgis(d_ids: np.ndarray, d_geoms: np.ndarray, p_ids: np.ndarray,
     """(load seconds, query seconds, total overlap m², settings)."""
     import psycopg
 
-    server = _Server()
-    try:
-        url = server.start()
-        conn = None
-        for _ in range(50):
-            try:
-                conn = psycopg.connect(url, autocommit=True)
-                break
-            except psycopg.OperationalError:
-                time.sleep(0.2)
-        if conn is None:
-            raise RuntimeError("PostgreSQL did not accept connections")
+    with postgis_server(settings=_PG_SETTINGS) as base:
+        conn = psycopg.connect(f"{base}/geosup_template", autocommit=True)
         with conn:
-            conn.execute("CREATE EXTENSION postgis")
             t0 = time.perf_counter()
             for name in ("d", "p"):
                 conn.execute(f"CREATE UNLOGGED TABLE {name} (id text, geom geometry)")
@@ -344,8 +284,6 @@ def run_postgis(d_ids: np.ndarray, d_geoms: np.ndarray, p_ids: np.ndarray,
                 "FROM d JOIN p ON ST_Intersects(d.geom, p.geom)").fetchone()[0]
             t_query = time.perf_counter() - t0
         return t_load, t_query, float(total), f"PostGIS {version}, parallel workers {workers}"
-    finally:
-        server.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from geosup.store import (
     read_database_table,
     write_database_table,
 )
+from geosup.testing import assert_same_alerts
 
 NL_PARCELS = Path("parcels/reference/nl/referentiepercelen.gpkg")
 NL_PARCELS_SHA256 = "75dd5b2610c5469af256563743a2537feae41fa7772fbdedb202760445dfa4eb"
@@ -100,19 +101,8 @@ def _by_id(frame: pd.DataFrame, column: str = "alert_id") -> pd.DataFrame:
 
 def _assert_same_alerts(back: gpd.GeoDataFrame, written: gpd.GeoDataFrame) -> None:
     """Measured values, evidence and geometry equal (stored alerts sorted by id)."""
-    back, written = _by_id(back), _by_id(written)
-    assert back["alert_id"].tolist() == written["alert_id"].tolist()
-    for c in ("rule", "domain", "severity", "subject_type", "subject_id", "unit", "period",
-              "title", "detail"):
-        pd.testing.assert_series_equal(back[c], written[c], check_dtype=False, check_names=True)
-    for c in ("score", "amount_at_risk"):
-        pd.testing.assert_series_equal(back[c], written[c])
-    pd.testing.assert_series_equal(back["observed_at"], written["observed_at"])
-    assert [json.loads(e) for e in back["evidence"]] == \
-        [json.loads(e) for e in written["evidence"]]
     assert back.crs == "EPSG:4326"
-    assert shapely.equals_exact(back.geometry.to_numpy(), written.geometry.to_numpy(),
-                                tolerance=1e-9).all()
+    assert_same_alerts(back, written)
 
 
 def _snapshot(store) -> dict[str, pd.DataFrame]:
