@@ -208,7 +208,7 @@ def resolve_thresholds(
     return values
 
 
-def rules_table(registry: Registry | None = None,
+def rules_table(registry: Registry | None = None, *,
                 settings: Settings | None = None) -> pd.DataFrame:
     """One row per rule threshold (or per rule without one), with the value in force."""
     registry = registry or REGISTRY

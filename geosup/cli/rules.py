@@ -24,7 +24,7 @@ def rules(domain: str | None, fmt: str) -> None:
     if domain:
         registry = Registry({r.code: r for r in registry.select(domain=domain)})
     settings = state().settings
-    table = rules_table(registry, settings)
+    table = rules_table(registry, settings=settings)
     known = [(r.code, t.name) for r in load_builtin_rules() for t in r.thresholds]
     for name in settings.unknown_rule_settings(known):
         click.echo(f"warning: setting {name} names no rule threshold", err=True)

@@ -43,7 +43,7 @@ def test_rules_run_with_thresholds_from_settings(registry):
 
 def test_table_lists_every_threshold_and_its_source(registry):
     cfg = Settings.load(file=None, env={"GEOSUP_RULES__FUEL_OVER_TANK_CAPACITY__TOLERANCE": "0.1"})
-    table = rules_table(registry, cfg)
+    table = rules_table(registry, settings=cfg)
     row = table.set_index("rule").loc["fuel.over_tank_capacity"]
     assert row["value"] == 0.1 and row["default"] == 0.05
     assert row["source"].startswith("environment")
