@@ -136,7 +136,9 @@ def alert_id(rule: str, subject_type: str, subject_id: str, period: str = "") ->
     Examples
     --------
     >>> alert_id("farmland.double_claim", "declaration", "D1|D2", "2025")
-    '...'
+    'f1bd0f824e39e5fe165a'
+    >>> alert_id("farmland.double_claim", "declaration", "D1|D2", "2026") != _
+    True
     """
     key = "\x1f".join((str(rule), str(subject_type), str(subject_id), str(period or "")))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
@@ -260,6 +262,22 @@ def make_alerts(
         A required column is missing.
     ValidationError
         Unknown severity, score outside 0–1, or a rule without a domain.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> hits = gpd.GeoDataFrame(
+    ...     {"rule": ["farmland.over_declared"], "subject_type": ["declaration"],
+    ...      "subject_id": ["D-17"], "unit": ["Village A"], "period": ["2025"],
+    ...      "severity": ["high"], "score": [0.8], "amount_at_risk": [1250.0],
+    ...      "title": ["Declared area 18% above the eligible area"],
+    ...      "evidence": [{"declared_mu": 11.8, "eligible_mu": 10.0, "tolerance": 0.05}]},
+    ...     geometry=[shapely.box(500000, 3500000, 500100, 3500100)], crs=32650)
+    >>> alerts = make_alerts(hits, now=pd.Timestamp("2026-01-05", tz="UTC"))
+    >>> alerts.loc[0, ["domain", "status", "first_seen"]].tolist()
+    ['farmland', 'open', Timestamp('2026-01-05 00:00:00+0000', tz='UTC')]
+    >>> alerts.crs.to_epsg(), alerts.loc[0, "evidence"]
+    (4326, '{"declared_mu": 11.8, "eligible_mu": 10.0, "tolerance": 0.05}')
     """
     required = ("rule", "subject_type", "subject_id")
     missing = [c for c in required if c not in hits.columns]

@@ -14,7 +14,14 @@ _PACKAGES = ("geosup", "numpy", "pandas", "geopandas", "shapely", "pyogrio", "py
 
 def versions(*, store: str | None = None) -> dict[str, str]:
     """Python, GEOS, GDAL, PROJ, PostGIS (when ``store`` is a reachable database)
-    and package versions."""
+    and package versions.
+
+    Examples
+    --------
+    >>> found = versions()
+    >>> [k for k in ("python", "GEOS", "PROJ", "geosup") if k in found]
+    ['python', 'GEOS', 'PROJ', 'geosup']
+    """
     import pyogrio
     import pyproj
     import shapely
@@ -48,7 +55,14 @@ def versions(*, store: str | None = None) -> dict[str, str]:
 
 
 def show_versions(*, store: str | None = None) -> str:
-    """:func:`versions` as aligned text."""
+    """:func:`versions` as aligned text.
+
+    Examples
+    --------
+    >>> print(show_versions())  # doctest: +ELLIPSIS
+    python ...
+    GEOS ...
+    """
     items = versions(store=store)
     width = max(len(k) for k in items)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in items.items())

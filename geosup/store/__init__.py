@@ -6,8 +6,14 @@ geosup that opens a database connection.
 
 Examples
 --------
+>>> import tempfile, pathlib
 >>> from geosup.store import open_store
->>> store = open_store("geosup.gpkg")            # doctest: +SKIP
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "geosup.gpkg"
+>>> with open_store(path) as store:
+...     with store.run("io") as run:
+...         run.record_input("persons", rows_in=2, rows_used=2, rows_rejected=0)
+...     len(store.alerts()), store.runs()["command"].tolist()
+(0, ['io'])
 >>> store = open_store("postgresql://inspector@db.example/audit")  # doctest: +SKIP
 """
 
