@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from click.testing import CliRunner
 
 from geosup.alerts import make_alerts
@@ -209,6 +211,128 @@ def test_export_alerts_every_format(runner, filled_store, tmp_path, fmt, suffix)
     res = runner.invoke(main, ["export", "--store", url, "-o", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert len(read_back(out)) == len(alerts)
+
+
+def _fill_mixed_store(url: str, folder: Path, parcels: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The demo city's fuel alerts (Points, MultiPoints, GeometryCollections of a station
+    and a track) and farmland alerts on real NL parcels, one of them without geometry."""
+    from geosup.config import Settings
+    from trajectories.demo import fuel_scenario
+
+    farmland = _alerts(parcels)
+    geoms = farmland.geometry.to_numpy()
+    geoms[:6] = shapely.get_geometry(geoms[:6], 0)  # Polygons beside the MultiPolygons
+    geoms[-1] = None
+    farmland = farmland.set_geometry(gpd.GeoSeries(geoms, index=farmland.index,
+                                                   crs=farmland.crs))
+    with open_store(url) as st:
+        fuel_scenario(st, folder, Settings.load(file=None, env={}))
+        with st.run("farmland fill") as run:
+            run.write_alerts(farmland)
+        alerts = st.alerts()
+    kinds = set(alerts.geom_type.dropna())
+    assert {"GeometryCollection", "Point", "MultiPoint", "Polygon", "MultiPolygon"} <= kinds
+    assert alerts.geometry.isna().any()
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def mixed_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[str, gpd.GeoDataFrame]:
+    folder = tmp_path_factory.mktemp("mixed")
+    parcels = gpd.read_file(shared_data / "parcels/reference/nl/referentiepercelen.gpkg").head(12)
+    url = str(folder / "geosup.gpkg")
+    return url, _fill_mixed_store(url, folder, parcels)
+
+
+def _flat(geom):
+    """A GeometryCollection as the collection of its single parts (shp, geojson)."""
+    if geom is None or geom.geom_type != "GeometryCollection":
+        return geom
+    return shapely.GeometryCollection(list(shapely.get_parts(shapely.get_parts(geom))))
+
+
+def _assert_exported(alerts: gpd.GeoDataFrame, back: gpd.GeoDataFrame, fmt: str) -> None:
+    """Every alert once, its geometry (type included) and its values, matched by id."""
+    assert back["alert_id"].is_unique
+    assert sorted(back["alert_id"]) == sorted(alerts["alert_id"])
+    assert back.crs.to_epsg() == 4326
+    want = alerts.set_index("alert_id")
+    got = back.set_index("alert_id").loc[want.index]
+    a, b = want.geometry.to_numpy(), got.geometry.to_numpy()
+    assert (shapely.is_missing(a) == shapely.is_missing(b)).all()
+    keep = ~shapely.is_missing(a)
+    a, b = a[keep], b[keep]
+    if fmt in ("shp", "geojson"):  # documented: collections of single parts
+        a = np.array([_flat(g) for g in a], dtype=object)
+    assert (shapely.get_type_id(a) == shapely.get_type_id(b)).all()
+    tol = 1e-7 if fmt == "geojson" else 0.0  # RFC 7946: 7 decimals
+    same = shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), tolerance=tol)
+    assert same.all(), list(want.index[keep][~same])
+    for name in ("rule", "subject_id", "severity", "unit", "status"):
+        assert (got[name].astype(str) == want[name].astype(str)).all(), name
+    np.testing.assert_allclose(got["amount_at_risk"], want["amount_at_risk"], equal_nan=True)
+    diff = (got["observed_at"] - want["observed_at"]).abs().dropna()
+    assert (diff <= pd.Timedelta("1ms")).all()
+    assert (got["observed_at"].isna() == want["observed_at"].isna()).all()
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("postgis", marks=pytest.mark.postgis)
+                                 if f == "postgis" else f
+                                 for f in ("gpkg", "fgb", "parquet", "geojson", "shp",
+                                           "postgis")])
+def test_export_mixed_geometry_alerts_every_format(runner, mixed_store, tmp_path, fmt, request):
+    """Real alerts mix points, tracks, polygons, GeometryCollections and no geometry:
+    every format takes all of them, and they read back the same."""
+    from geosup.export import read_back
+
+    url, alerts = mixed_store
+    out = (f"{request.getfixturevalue('postgis_url')}#public.alerts" if fmt == "postgis"
+           else str(tmp_path / f"alerts.{'shp.zip' if fmt == 'shp' else fmt}"))
+    res = runner.invoke(main, ["export", "--store", url, "--format", fmt, "-o", out])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == out
+    _assert_exported(alerts, read_back(out), fmt)
+
+
+def test_export_fuel_alerts_to_shapefile(runner, mixed_store, tmp_path):
+    """The demo's fuel alerts (Points, MultiPoints, GeometryCollections) as a zipped
+    Shapefile: one file per kind, each alert once per kind it has, README.txt says so."""
+    import zipfile
+
+    from geosup.export import read_back
+
+    url, alerts = mixed_store
+    fuel = alerts[alerts["domain"] == "fuel"]
+    out = tmp_path / "out" / "alerts.shp.zip"
+    out.parent.mkdir()
+    res = runner.invoke(main, ["export", "--store", url, "--format", "shp", "-o", str(out),
+                               "--domain", "fuel"])
+    assert res.exit_code == 0, res.output
+    _assert_exported(fuel, read_back(out), "shp")
+    has = {kind: fuel.geometry.map(lambda g, k=kind: any(
+        p.geom_type in k for p in shapely.get_parts(shapely.get_parts(g))))
+        for kind in (("Point",), ("LineString",))}
+    with zipfile.ZipFile(out) as zf:
+        readme = zf.read("README.txt").decode()
+    for name, mask in (("alerts_point", has[("Point",)]), ("alerts_line", has[("LineString",)])):
+        part = read_back(out, layer=name)
+        assert sorted(part["alert_id"]) == sorted(fuel.loc[mask, "alert_id"])
+        assert f"{name}.shp: {len(part):,} row" in res.stderr
+        assert f"{name}.shp" in readme
+    assert "alerts_polygon.shp" not in readme and "nogeom" not in res.stderr
+
+
+def test_export_mixed_store_both_backends(runner, store_url, tmp_path, parcels):
+    """The same from a PostGIS store: zipped Shapefile and GeoPackage."""
+    from geosup.export import read_back
+
+    alerts = _fill_mixed_store(store_url, tmp_path, parcels)
+    for name, fmt in (("alerts.zip", "shp"), ("alerts.gpkg", "gpkg")):
+        res = runner.invoke(main, ["export", "--store", store_url, "-o",
+                                   str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        _assert_exported(alerts, read_back(tmp_path / name), fmt)
 
 
 def test_export_stored_layer_to_postgis(runner, tmp_path, parcels, postgis_url):
