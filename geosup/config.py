@@ -1,7 +1,8 @@
 """Settings: defaults < ``geosup.toml`` < ``GEOSUP_*`` environment < CLI flags.
 
 A setting has a dotted key (``store``, ``timezone``, ``lang``, ``rules.<code>.<name>``,
-``columns.<input>.<canonical>``). The TOML file holds the same keys as tables::
+``columns.<input>.<canonical>``, ``units.<input>.<canonical>``). The TOML file holds the
+same keys as tables::
 
     store = "audit.gpkg"
     timezone = "Asia/Shanghai"
@@ -11,6 +12,9 @@ A setting has a dotted key (``store``, ``timezone``, ``lang``, ``rules.<code>.<n
 
     [columns.fixes]
     vehicle_id = "Vehicle ID"
+
+    [units.transactions]  # the unit a source uses for a column (converted on reading)
+    litres = "gal"
 
     [calendar]            # the fuel audit's working hours and holidays
     start = "08:00"
@@ -63,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "area_unit": "mu",
     "rules": {},
     "columns": {},
+    "units": {},
 }
 
 _ENV_PREFIX = "GEOSUP_"
@@ -253,6 +258,23 @@ class Settings:
         mapping = self.get(f"columns.{source}", {}) or {}
         if not isinstance(mapping, Mapping):
             msg = f"[columns.{source}] must be a table of canonical = \"Source column\""
+            raise ConfigError(msg)
+        return {str(k): str(v) for k, v in mapping.items()}
+
+    def units(self, source: str) -> dict[str, str]:
+        """The units (canonical column -> the unit the file uses) configured for an input.
+
+        Examples
+        --------
+        >>> cfg = Settings.load(file=None, env={"GEOSUP_UNITS__TRANSACTIONS__LITRES": "gal"})
+        >>> cfg.units("transactions"), cfg.units("fixes")
+        ({'litres': 'gal'}, {})
+        """
+        mapping = self.get(f"units.{source}", {}) or {}
+        if not isinstance(mapping, Mapping) or any(
+                isinstance(v, Mapping | list) for v in mapping.values()):
+            msg = (f"[units.{source}] must be a table of canonical = \"unit\" "
+                   "(e.g. litres = \"gal\")")
             raise ConfigError(msg)
         return {str(k): str(v) for k, v in mapping.items()}
 

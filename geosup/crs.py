@@ -698,7 +698,8 @@ def metric_crs_for(
 # --------------------------------------------------------------------------------------------
 
 
-def require_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries, *, what: str) -> pyproj.CRS:
+def require_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries, *, what: str,
+                hint: str | None = None) -> pyproj.CRS:
     """Return a layer's CRS, refusing a layer without one.
 
     Parameters
@@ -707,6 +708,9 @@ def require_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries, *, what: str) -> pyproj
         The layer.
     what : str
         How to name the layer in the error message (``"fixes"``, ``"the parcels layer"``).
+    hint : str, optional
+        How the caller's user declares the CRS, named in the message (a command names its
+        flag, e.g. ``"--input-crs parcels=EPSG:<code>"``); default ``set_crs``.
 
     Returns
     -------
@@ -727,7 +731,8 @@ def require_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries, *, what: str) -> pyproj
     """
     crs = frame.crs
     if crs is None:
-        msg = f"{what} has no coordinate reference system; declare one (e.g. --crs EPSG:4326)"
+        how = hint or "GeoDataFrame.set_crs (e.g. frame.set_crs('EPSG:4326'))"
+        msg = f"{what} has no coordinate reference system; declare it with {how}"
         raise CRSError(msg)
     return crs
 

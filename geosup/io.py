@@ -57,6 +57,7 @@ import pyproj
 import shapely
 
 from geosup.errors import (
+    ConfigError,
     CRSError,
     DataSourceError,
     GeometryRepairWarning,
@@ -70,9 +71,14 @@ __all__ = [
     "PERSONS_READ",
     "REPAIR_COLUMNS",
     "ROW_COLUMN",
+    "UNIT_COLUMNS",
     "ReadResult",
     "RejectsLedger",
+    "SourceRows",
+    "convert_units",
+    "normalize_unit",
     "read_table",
+    "restore_raw",
 ]
 
 #: How to read the persons registry (DESIGN.md section 3), shared by the checks that use it:
@@ -162,6 +168,9 @@ _TYPE_NAMES = np.array(
 )
 
 _PG_URL = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
+
+# How to declare a missing CRS, when the caller names no command-line flag.
+_CRS_HINT = "crs= (e.g. read_table(path, crs='EPSG:4326'))"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +368,121 @@ class RejectsLedger:
         return f"RejectsLedger({self._length} rejected rows, {self.counts()})"
 
 
+class SourceRows:
+    """An input's rows as the source holds them, looked up by row number.
+
+    :func:`read_table` keeps one per read (:attr:`ReadResult.source_rows`), so that a row a
+    check rejects later, after mapping and conversion, still goes to the ledger with the
+    source's own column names and values (:func:`restore_raw`). It holds a reference to the
+    rows as loaded (CSV text stays Arrow-backed), not a copy.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = SourceRows(pd.DataFrame({"_row": [1, 2], "Units": ["10.5", "7"]}), name="tx")
+    >>> rows.raw([2, 5]).tolist()
+    ['{"Units":"7"}', None]
+    """
+
+    def __init__(self, raw: pd.DataFrame, *, name: str) -> None:
+        self.name = name
+        rows = raw[ROW_COLUMN].to_numpy(dtype=np.int64)
+        if len(rows) > 1 and not bool((np.diff(rows) > 0).all()):
+            order = np.argsort(rows, kind="stable")
+            raw, rows = raw.iloc[order], rows[order]
+        self._raw = raw
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"SourceRows({self.name!r}, {len(self)} rows)"
+
+    def raw(self, rows: np.ndarray | Sequence[int] | pd.Series) -> np.ndarray:
+        """The JSON text of each row number's source values (as in the ledger's ``raw``).
+
+        Parameters
+        ----------
+        rows : array of int
+            1-based row numbers (``_row``).
+
+        Returns
+        -------
+        numpy.ndarray of object
+            One JSON text per row number; None where the source has no such row.
+        """
+        values = rows if isinstance(rows, pd.Series) else pd.Series(np.asarray(rows))
+        wanted = pd.to_numeric(values.astype(object), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan)
+        out = np.full(len(wanted), None, dtype=object)
+        if not len(wanted) or not len(self._rows):
+            return out
+        finite = np.isfinite(wanted)
+        key = np.where(finite, wanted, -1).astype(np.int64)
+        pos = np.clip(np.searchsorted(self._rows, key), 0, len(self._rows) - 1)
+        found = finite & (self._rows[pos] == key)
+        if found.any():
+            out[found] = np.asarray(_raw_json(self._raw.iloc[pos[found]]), dtype=object)
+        return out
+
+
+def restore_raw(
+    rejects: pd.DataFrame,
+    sources: Mapping[str, SourceRows] | Sequence[SourceRows] | None,
+) -> pd.DataFrame:
+    """Ledger rows whose ``raw`` is the source's own row, found by source and row number.
+
+    A check sees its inputs with geosup's column names and parsed values; the rows it
+    rejects are recorded from that view. This puts back, for every ledger row of a source
+    in ``sources``, the row as the source holds it (its column names, its text), so that
+    every reject shows the same kind of ``raw`` whichever stage made it. Rows the source
+    does not know (other sources, a row number it has not got) are left as they are.
+
+    Parameters
+    ----------
+    rejects : DataFrame
+        Ledger rows (``source, row, key, reason, raw``).
+    sources : mapping of source name to SourceRows, or sequence of SourceRows
+        The inputs as read (:attr:`ReadResult.source_rows`); a sequence is keyed by each
+        one's ``name``.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``rejects`` with ``raw`` replaced where the source row is known.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> source = SourceRows(pd.DataFrame({"_row": [1, 2], "Units": ["10.5", "x"]}), name="tx")
+    >>> ledger = RejectsLedger()
+    >>> mapped = pd.DataFrame({"_row": [1], "litres": [39.75]})
+    >>> ledger.add("tx", mapped, "fill above the tank")
+    1
+    >>> restore_raw(ledger.frame(), [source])["raw"].tolist()
+    ['{"Units":"10.5"}']
+    """
+    if sources is None or not len(rejects):
+        return rejects
+    if not isinstance(sources, Mapping):
+        sources = {s.name: s for s in sources if s is not None}
+    out = rejects.copy()
+    names = out["source"].astype(str).to_numpy(dtype=object)
+    raw = out["raw"].to_numpy(dtype=object).copy()
+    for name, rows in sources.items():
+        if rows is None:
+            continue
+        mine = np.flatnonzero(names == name)
+        if not len(mine):
+            continue
+        found = rows.raw(out["row"].to_numpy()[mine])
+        hit = np.array([v is not None for v in found], dtype=bool)
+        raw[mine[hit]] = found[hit]
+    out["raw"] = raw
+    return out
+
+
 @dataclass
 class ReadResult:
     """What :func:`read_table` returns.
@@ -378,6 +502,11 @@ class ReadResult:
     repairs : DataFrame
         Rows kept after their geometry was repaired (``source, row, key, reason``), so that
         nothing changes silently.
+    source_rows : SourceRows or None
+        The rows as the source holds them, by row number: a check that rejects a row later
+        records its source values with :func:`restore_raw`.
+    units : dict of str to str
+        The units declared for columns (``{"litres": "gal"}``), as converted.
     """
 
     frame: pd.DataFrame
@@ -387,6 +516,8 @@ class ReadResult:
     rows_rejected: int
     ledger: RejectsLedger
     repairs: pd.DataFrame = field(default_factory=lambda: _empty_ledger_frame(REPAIR_COLUMNS))
+    source_rows: SourceRows | None = field(default=None, repr=False)
+    units: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rows_in != self.rows_used + self.rows_rejected:
@@ -1046,6 +1177,198 @@ def _repair_geometries(geoms: np.ndarray, dims: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Units of measure
+# ---------------------------------------------------------------------------------------------
+
+_L_PER_US_GAL = 3.785411784
+_L_PER_IMP_GAL = 4.54609
+_KM_PER_MI = 1.609344
+_KM_PER_NMI = 1.852
+
+#: Canonical columns that hold a quantity: column -> (quantity, the unit geosup holds it in).
+#: ``None``: the unit is chosen per run (farmland areas are held in the run's ``--area-unit``).
+UNIT_COLUMNS: dict[str, tuple[str, str | None]] = {
+    "litres": ("volume", "l"),
+    "tank_l": ("volume", "l"),
+    "odometer_km": ("distance", "km"),
+    "speed_kmh": ("speed", "km/h"),
+    "rated_l_per_100km": ("fuel consumption", "l/100km"),
+    "claimed_area_m2": ("area", "m2"),
+    "declared_area": ("area", None),
+    "eligible_area": ("area", None),
+}
+
+# Units of each quantity: name -> (factor, inverse). The value in the quantity's base unit
+# (the first one listed) is ``factor * x``, or ``factor / x`` for an inverse unit (distance
+# per volume against volume per distance).
+_UNITS: dict[str, dict[str, tuple[float, bool]]] = {
+    "volume": {"l": (1.0, False), "ml": (1e-3, False), "m3": (1e3, False),
+               "gal": (_L_PER_US_GAL, False), "imp_gal": (_L_PER_IMP_GAL, False)},
+    "distance": {"km": (1.0, False), "m": (1e-3, False), "mi": (_KM_PER_MI, False),
+                 "nmi": (_KM_PER_NMI, False)},
+    "speed": {"km/h": (1.0, False), "m/s": (3.6, False), "mph": (_KM_PER_MI, False),
+              "kn": (_KM_PER_NMI, False)},
+    "fuel consumption": {"l/100km": (1.0, False), "km/l": (100.0, True),
+                         "mpg": (100.0 * _L_PER_US_GAL / _KM_PER_MI, True),
+                         "imp_mpg": (100.0 * _L_PER_IMP_GAL / _KM_PER_MI, True)},
+    "area": {"m2": (1.0, False), "mu": (10_000.0 / 15.0, False), "ha": (10_000.0, False),
+             "km2": (1_000_000.0, False)},
+}
+_UNIT_NOTES = {"gal": "US gallon", "imp_gal": "imperial gallon", "mpg": "US miles per gallon",
+               "imp_mpg": "miles per imperial gallon", "nmi": "nautical mile", "kn": "knot",
+               "mu": "亩"}
+# Spellings (lower-case, without spaces, "-" and "_") -> unit. Area spellings come from
+# :func:`geosup.crs.normalize_area_unit`.
+_UNIT_ALIASES: dict[str, str] = {
+    **{a: "l" for a in ("l", "litre", "litres", "liter", "liters", "ltr", "lt", "升")},
+    **{a: "ml" for a in ("ml", "millilitre", "millilitres", "milliliter", "milliliters")},
+    **{a: "m3" for a in ("m3", "m³", "cbm", "cubicmetre", "cubicmetres", "cubicmeter",
+                         "cubicmeters")},
+    **{a: "gal" for a in ("gal", "gals", "gallon", "gallons", "usgal", "galus", "usgallon",
+                          "usgallons")},
+    **{a: "imp_gal" for a in ("impgal", "imperialgallon", "imperialgallons", "ukgal",
+                              "galimp")},
+    **{a: "km" for a in ("km", "kms", "kilometre", "kilometres", "kilometer", "kilometers",
+                         "公里", "千米")},
+    **{a: "m" for a in ("m", "metre", "metres", "meter", "meters", "米")},
+    **{a: "mi" for a in ("mi", "mile", "miles")},
+    **{a: "nmi" for a in ("nmi", "nauticalmile", "nauticalmiles")},
+    **{a: "km/h" for a in ("km/h", "kmh", "kph", "kmph", "km/hr", "公里/小时", "千米/小时")},
+    **{a: "m/s" for a in ("m/s", "mps", "米/秒")},
+    **{a: "mph" for a in ("mph", "mi/h", "mi/hr")},
+    **{a: "kn" for a in ("kn", "kt", "kts", "knot", "knots")},
+    **{a: "l/100km" for a in ("l/100km", "l/100kms", "litres/100km", "liters/100km")},
+    **{a: "km/l" for a in ("km/l", "kmpl", "kmperl")},
+    **{a: "mpg" for a in ("mpg", "usmpg", "mpgus", "mi/gal")},
+    **{a: "imp_mpg" for a in ("impmpg", "mpgimp", "ukmpg", "mpguk")},
+}
+
+
+def _unit_listing(quantity: str) -> str:
+    return ", ".join(f"{u} ({_UNIT_NOTES[u]})" if u in _UNIT_NOTES else u
+                     for u in _UNITS[quantity])
+
+
+def _unit_name(unit: str) -> str | None:
+    if not isinstance(unit, str):
+        return None
+    squashed = "".join(ch for ch in unit.strip().lower() if ch not in " -_")
+    if squashed in _UNIT_ALIASES:
+        return _UNIT_ALIASES[squashed]
+    from geosup.crs import normalize_area_unit
+
+    try:
+        return normalize_area_unit(unit)
+    except ConfigError:
+        return None
+
+
+def normalize_unit(column: str, unit: str) -> str:
+    """The canonical name of a unit declared for a canonical column.
+
+    Parameters
+    ----------
+    column : str
+        A column of :data:`UNIT_COLUMNS` (``litres``, ``odometer_km``, ``speed_kmh`` …).
+    unit : str
+        The unit, in one of its usual spellings (``"gal"``, ``"gallons"``, ``"miles"``,
+        ``"mph"``, ``"m²"``, ``"亩"`` …), case-insensitive.
+
+    Returns
+    -------
+    str
+        The unit's canonical name (``"gal"``, ``"mi"``, ``"mph"``, ``"m2"``, ``"mu"`` …).
+
+    Raises
+    ------
+    ConfigError
+        The column holds no quantity, the unit is unknown, or it measures another quantity
+        than the column (the message lists the units the column accepts).
+
+    Examples
+    --------
+    >>> normalize_unit("litres", "US Gallons"), normalize_unit("odometer_km", "miles")
+    ('gal', 'mi')
+    >>> normalize_unit("litres", "mi")
+    Traceback (most recent call last):
+    ...
+    geosup.errors.ConfigError: unit 'mi' is a distance, not a volume: column 'litres' takes \
+one of: l, ml, m3, gal (US gallon), imp_gal (imperial gallon)
+    """
+    if column not in UNIT_COLUMNS:
+        msg = (f"no unit can be declared for column {column!r}; columns with a unit: "
+               f"{', '.join(UNIT_COLUMNS)}")
+        raise ConfigError(msg)
+    quantity = UNIT_COLUMNS[column][0]
+    name = _unit_name(unit)
+    if name is None:
+        msg = (f"unknown unit {unit!r} for column {column!r}; it takes one of: "
+               f"{_unit_listing(quantity)}")
+        raise ConfigError(msg)
+    if name not in _UNITS[quantity]:
+        other = next(q for q, units in _UNITS.items() if name in units)
+        msg = (f"unit {unit!r} is a{'n' if other[0] in 'aeiou' else ''} {other}, not a"
+               f"{'n' if quantity[0] in 'aeiou' else ''} {quantity}: column {column!r} takes "
+               f"one of: {_unit_listing(quantity)}")
+        raise ConfigError(msg)
+    return name
+
+
+def convert_units(values: np.ndarray, unit: str, target: str, *, quantity: str) -> np.ndarray:
+    """Values in ``unit`` converted to ``target`` (two units of ``quantity``).
+
+    Missing values stay NaN; for inverse units (``mpg`` to ``l/100km``) a value <= 0 has no
+    equivalent and becomes NaN.
+
+    Examples
+    --------
+    >>> convert_units(np.array([10.0, np.nan]), "gal", "l", quantity="volume").round(3)
+    array([37.854,    nan])
+    >>> convert_units(np.array([25.0]), "mpg", "l/100km", quantity="fuel consumption").round(2)
+    array([9.41])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if unit == target:
+        return values.copy()
+    factor, inverse = _UNITS[quantity][unit]
+    t_factor, t_inverse = _UNITS[quantity][target]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = factor / values if inverse else factor * values
+        out = t_factor / base if t_inverse else base / t_factor
+    if inverse or t_inverse:
+        out = np.where(np.isfinite(out) & (out > 0), out, np.nan)
+    return out
+
+
+def _unit_plan(
+    units: Mapping[str, str] | None,
+    target_units: Mapping[str, str] | None,
+    work: pd.DataFrame,
+    *,
+    display: str,
+) -> dict[str, tuple[str, str, str]]:
+    """Check declared units: column -> (source unit, target unit, quantity)."""
+    plan: dict[str, tuple[str, str, str]] = {}
+    targets = dict(target_units or {})
+    for column, unit in (units or {}).items():
+        column = str(column)
+        source_unit = normalize_unit(column, str(unit))
+        quantity, default = UNIT_COLUMNS[column]
+        target = targets.get(column, default)
+        if target is None:
+            msg = (f"column {column!r} is held in the unit chosen for the run; give it as "
+                   f"target_units={{{column!r}: 'mu'}} (the run's --area-unit)")
+            raise ConfigError(msg)
+        target = normalize_unit(column, str(target))
+        if column not in work.columns:
+            msg = (f"a unit is declared for column {column!r}, which {display} does not "
+                   f"have; map it first (--map {column}=<Source column>) or drop the unit")
+            raise SchemaError(msg)
+        plan[column] = (source_unit, target, quantity)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
 # read_table
 # ---------------------------------------------------------------------------------------------
 
@@ -1336,11 +1659,12 @@ def _geometry_from_wkt(
     tokens: bool,
     display: str,
     optional: bool = False,
+    hint: str = "",
 ) -> np.ndarray:
     if declared is None:
         msg = (
-            f"{display} has WKT geometry in column {column!r} but no CRS; declare one "
-            "(e.g. --crs EPSG:4326, or crs='EPSG:4326' in Python)"
+            f"{display} has WKT geometry in column {column!r} but no coordinate reference "
+            f"system; declare it with {hint or _CRS_HINT}"
         )
         raise CRSError(msg)
     text = work[column]
@@ -1356,16 +1680,13 @@ def _geometry_from_wkt(
 
 
 def _layer_crs(
-    raw: pd.DataFrame, layer_crs: pyproj.CRS | None, declared: pyproj.CRS | None, display: str
+    raw: pd.DataFrame, layer_crs: pyproj.CRS | None, declared: pyproj.CRS | None, display: str,
+    *, hint: str = "",
 ) -> pyproj.CRS:
     from geosup.crs import require_crs
 
     if declared is None:
-        try:
-            return require_crs(raw, what=display)
-        except CRSError as err:
-            msg = f"{err}, or pass crs= to read_table"
-            raise CRSError(msg) from err
+        return require_crs(raw, what=display, hint=hint or _CRS_HINT)
     if layer_crs is not None and not layer_crs.equals(declared):
         logger.warning(
             "%s: declared CRS %s overrides the file's own CRS %s",
@@ -1507,6 +1828,9 @@ def read_table(
     ledger: RejectsLedger | None = None,
     sep: str | None = None,
     encoding: str | None = None,
+    units: Mapping[str, str] | None = None,
+    target_units: Mapping[str, str] | None = None,
+    crs_hint: str | None = None,
 ) -> ReadResult:
     """Read a table or layer, map its columns and validate its rows.
 
@@ -1569,6 +1893,17 @@ def read_table(
     encoding : str, optional
         Text encoding of a CSV; UTF-8 (with or without BOM), UTF-16 with BOM or GB18030 are
         recognised by default.
+    units : mapping of str to str, optional
+        Canonical column -> the unit the source uses (``{"litres": "gal", "odometer_km":
+        "mi"}``); the column is parsed as a number and converted to geosup's unit for it
+        (:data:`UNIT_COLUMNS`: litres, km, km/h, l/100km, m² …). The conversion is logged.
+    target_units : mapping of str to str, optional
+        Canonical column -> the unit to convert to, for columns whose unit is chosen per run
+        (``{"declared_area": "mu"}``, the run's area unit); others default to
+        :data:`UNIT_COLUMNS`.
+    crs_hint : str, optional
+        How the user declares this input's CRS, named in the error when it has none (e.g.
+        ``"--input-crs parcels=EPSG:<code>"``); default the ``crs=`` argument.
 
     Returns
     -------
@@ -1582,10 +1917,12 @@ def read_table(
         The input cannot be used at all: missing path, a directory, unreadable, empty (no
         rows), content that does not match the extension, ambiguous layer.
     SchemaError
-        A mapped or required column is missing.
+        A mapped or required column is missing, or a unit is declared for a missing column.
     CRSError
         A geometry layer has no CRS and ``crs`` is not given, or ``coord_system`` is unknown
         or does not fit the layer.
+    ConfigError
+        A declared unit is unknown or does not fit its column's quantity.
 
     Examples
     --------
@@ -1627,6 +1964,8 @@ def read_table(
         geometry, work, has_layer=layer_geoms is not None, text=loaded.text, lon=lon, lat=lat,
         available=available, display=display,
     )
+    plan = _unit_plan(units, target_units, work, display=display)
+    hint = crs_hint or _CRS_HINT
     from geosup.crs import normalize_coord_system
 
     system = normalize_coord_system(coord_system)
@@ -1637,11 +1976,11 @@ def read_table(
         raise CRSError(msg) from err
     out_crs: pyproj.CRS | None = None
     if mode == "layer":
-        out_crs = _layer_crs(raw, layer_crs, declared, display)
+        out_crs = _layer_crs(raw, layer_crs, declared, display, hint=hint)
     elif mode == "wkt" and declared is None:
         msg = (
-            f"{display} has WKT geometry in column {wkt_column!r} but no CRS; declare one "
-            "(e.g. --crs EPSG:4326, or crs='EPSG:4326' in Python)"
+            f"{display} has WKT geometry in column {wkt_column!r} but no coordinate reference "
+            f"system; declare it with {hint}"
         )
         raise CRSError(msg)
 
@@ -1668,10 +2007,17 @@ def read_table(
     if id_column is not None:
         state.reject(_missing(work[id_column], tokens=tokens),
                      f"missing value in id column {id_column!r}")
+    numbers = [*numeric_columns, *(c for c in plan if c not in numeric_columns)]
     converted = _convert_values(
-        work, state, time_columns=time_columns, numeric_columns=numeric_columns,
+        work, state, time_columns=time_columns, numeric_columns=numbers,
         skip=(lon, lat) if mode == "lonlat" else (), tz=tz, tokens=tokens, display=display,
     )
+    for col, (unit, target, quantity) in plan.items():
+        converted[col] = convert_units(converted[col], unit, target, quantity=quantity)
+        if unit != target:
+            logger.info("%s: column %r converted from %s to %s", display, col, unit, target)
+        else:
+            logger.info("%s: column %r declared in %s, as held", display, col, unit)
 
     # Geometry.
     geoms: np.ndarray | None = None
@@ -1685,7 +2031,7 @@ def read_table(
         if mode == "wkt":
             geoms = _geometry_from_wkt(work, state, str(wkt_column), declared=declared,
                                        tokens=tokens, display=display,
-                                       optional=geometry_optional)
+                                       optional=geometry_optional, hint=hint)
             out_crs = declared
             geometry_name = "geometry"
         else:
@@ -1733,4 +2079,6 @@ def read_table(
         rows_rejected=rows_rejected,
         ledger=ledger,
         repairs=repairs,
+        source_rows=SourceRows(raw, name=name),
+        units={col: unit for col, (unit, _, _) in plan.items()},
     )

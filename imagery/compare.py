@@ -86,7 +86,14 @@ from geosup.alerts import empty_alerts, make_alerts
 from geosup.config import Settings
 from geosup.crs import metric_crs_for
 from geosup.errors import ConfigError, CRSError, SchemaError, ValidationError
-from geosup.io import LEDGER_COLUMNS, PERSONS_READ, ROW_COLUMN, read_table
+from geosup.io import (
+    LEDGER_COLUMNS,
+    PERSONS_READ,
+    ROW_COLUMN,
+    SourceRows,
+    read_table,
+    restore_raw,
+)
 from geosup.rules import REGISTRY, Rule, load_builtin_rules, resolve_thresholds
 from imagery.align import AlignedStack, ExtentError, ProgressFn, align, gdal_env
 from imagery.catalog import BandError, Catalog, ImageEntry, band_role, require_bands
@@ -202,6 +209,8 @@ class RequisitionInputs:
     counts: dict[str, dict[str, int]]
     rejects: pd.DataFrame
     sources: dict[str, str] = field(default_factory=dict)
+    #: Each input's rows as its source holds them (for the raw values of later rejects).
+    source_rows: dict[str, SourceRows] = field(default_factory=dict)
 
     def get(self, name: str) -> pd.DataFrame | None:
         """The frame of an input, or None when it was not given."""
@@ -342,8 +351,8 @@ def _prepare_claims(claims: gpd.GeoDataFrame, ledger: _Ledger, *,
         msg = "claims must be a GeoDataFrame (with claim polygons)"
         raise SchemaError(msg)
     if claims.crs is None:
-        msg = ("claims have no coordinate reference system; declare it (e.g. --input-crs "
-               "EPSG:4490) before comparing")
+        msg = ("claims have no coordinate reference system; set the CRS their coordinates "
+               "are in (GeoDataFrame.set_crs, or crs= of read_table) before comparing")
         raise CRSError(msg)
     for col in ("claim_id", "item"):
         if col not in claims.columns:
@@ -695,6 +704,7 @@ def compare(
     chip_relative_to: str | os.PathLike[str] | None = None,
     run_id: str | None = None,
     progress: ProgressFn | None = None,
+    source_rows: Mapping[str, SourceRows] | None = None,
 ) -> CompareResult:
     """Compare the images before and after each notice date and score every claim.
 
@@ -741,6 +751,10 @@ def compare(
         The store run, recorded in the alerts.
     progress : callable, optional
         ``progress(fraction, message)``.
+    source_rows : mapping of str to SourceRows, optional
+        The inputs' rows as their sources hold them (:attr:`RequisitionInputs.source_rows`):
+        the rows compare rejects are recorded with the source's own column names and values
+        (:func:`geosup.io.restore_raw`).
 
     Returns
     -------
@@ -965,7 +979,7 @@ def compare(
     # Ranking.
     ranking = _ranking(table, alerts)
 
-    rejects = ledger.frame()
+    rejects = restore_raw(ledger.frame(), source_rows)
     n_claims = len(frame)
     counts = {"claims": {"rows_in": n_claims, "rows_used": int(keep.sum()),
                          "rows_rejected": n_claims - int(keep.sum())}}
@@ -1039,6 +1053,8 @@ def read_inputs(
     columns: Mapping[str, Mapping[str, str]] | None = None,
     crs: Any = None,
     timezone: str = "Asia/Shanghai",
+    units: Mapping[str, Mapping[str, str]] | None = None,
+    crs_hint: str | None = None,
 ) -> RequisitionInputs:
     """Read the claims, projects and persons files with :func:`geosup.io.read_table`.
 
@@ -1048,10 +1064,18 @@ def read_inputs(
         Input name (:data:`INPUTS`) -> file or ``postgresql://`` URL; ``claims`` is required.
     columns : mapping, optional
         Per input, the column mapping canonical name -> source column.
-    crs : CRS-like, optional
-        The CRS of layers that carry none (a CSV with WKT geometry).
+    crs : CRS-like or mapping, optional
+        The CRS of layers that carry none (a Shapefile without ``.prj``, a CSV with WKT
+        geometry); a layer with its own CRS keeps it. A mapping gives it per input, with
+        ``"*"`` for every other input.
     timezone : str
         The zone of naive dates.
+    units : mapping, optional
+        Per input, canonical column -> the unit the source uses
+        (``{"claims": {"claimed_area_m2": "mu"}}``), converted on reading.
+    crs_hint : str, optional
+        How the user declares a missing CRS, with ``{input}`` for the input's name (e.g.
+        ``"--input-crs {input}=EPSG:<code>"``), named in the error.
 
     Raises
     ------
@@ -1066,31 +1090,39 @@ def read_inputs(
         msg = "the requisition check needs --claims"
         raise ConfigError(msg)
     columns = columns or {}
+    units = units or {}
     frames: dict[str, pd.DataFrame] = {}
     counts: dict[str, dict[str, int]] = {}
     rejects: list[pd.DataFrame] = []
     sources: dict[str, str] = {}
+    originals: dict[str, SourceRows] = {}
     for name in INPUTS:
         source = paths.get(name)
         if not source:
             continue
         options = dict(_READ_OPTIONS[name])
-        options.update(columns=dict(columns.get(name, {})) or None, tz=timezone)
+        options.update(columns=dict(columns.get(name, {})) or None, tz=timezone,
+                       units=dict(units.get(name, {})) or None,
+                       crs_hint=crs_hint.format(input=name) if crs_hint else None)
+        declared = crs.get(name, crs.get("*")) if isinstance(crs, Mapping) else crs
         try:
             result = read_table(source, name=name, **options)
         except CRSError:
-            if crs is None or options.get("geometry") == "none":
+            if declared is None or options.get("geometry") == "none":
                 raise
-            result = read_table(source, name=name, crs=crs, **options)
+            result = read_table(source, name=name, crs=declared, **options)
         frames[name] = result.frame
         sources[name] = str(source)
+        if result.source_rows is not None:
+            originals[name] = result.source_rows
         counts[name] = {"rows_in": result.rows_in, "rows_used": result.rows_used,
                         "rows_rejected": result.rows_rejected}
         rejects.append(result.ledger.frame())
     ledger = (pd.concat(rejects, ignore_index=True) if rejects
               else pd.DataFrame(columns=list(LEDGER_COLUMNS)))
     return RequisitionInputs(frames=frames, counts=counts,
-                             rejects=ledger.loc[:, list(LEDGER_COLUMNS)], sources=sources)
+                             rejects=ledger.loc[:, list(LEDGER_COLUMNS)], sources=sources,
+                             source_rows=originals)
 
 
 def combined_counts(inputs: RequisitionInputs | None,
@@ -1144,6 +1176,8 @@ def write_run(run: Any, result: CompareResult, *, inputs: RequisitionInputs | No
         parts.insert(0, inputs.rejects)
     rejects = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(
         len(p) for p in parts) else result.rejects
+    if inputs is not None:  # every reject with the source's own names and values
+        rejects = restore_raw(rejects, inputs.source_rows)
     n_rejects = run.add_rejects(rejects.loc[:, list(LEDGER_COLUMNS)])
     counts = combined_counts(inputs, result)
     for name, c in counts.items():

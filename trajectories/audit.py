@@ -94,7 +94,7 @@ from geosup.crs import (
     wgs84_to_gcj02,
 )
 from geosup.errors import DataSourceError, GeosupWarning, SchemaError, ValidationError
-from geosup.io import ReadResult, RejectsLedger
+from geosup.io import ReadResult, RejectsLedger, SourceRows, restore_raw
 from geosup.rules import REGISTRY, Rule, resolve_thresholds
 from trajectories import motion
 from trajectories.calendar import WorkCalendar
@@ -220,6 +220,8 @@ class _Books:
         self.rows_in = dict.fromkeys(_INPUTS, 0)
         self.rejected = dict.fromkeys(_INPUTS, 0)
         self._seen: set[int] = set()
+        #: The inputs' rows as their sources hold them, by ledger source name.
+        self.originals: dict[str, SourceRows] = {}
 
     def take(self, obj: Any, name: str) -> _Input:
         if obj is None:
@@ -228,6 +230,8 @@ class _Books:
             if id(obj.ledger) not in self._seen:
                 self._seen.add(id(obj.ledger))
                 self.ledger.extend(obj.ledger)
+            if obj.source_rows is not None:
+                self.originals[obj.source] = obj.source_rows
             self.rows_in[name] += obj.rows_in
             self.rejected[name] += obj.rows_rejected
             return _Input(name, obj.source, obj.frame.reset_index(drop=True), obj.rows_in,
@@ -253,6 +257,10 @@ class _Books:
         n = self.ledger.add(source, block, reasons, key_column=key)
         self.rejected[name] += n
         return n
+
+    def rejects(self) -> pd.DataFrame:
+        """The ledger; a row rejected from a read input shows the source's own values."""
+        return restore_raw(self.ledger.frame(), self.originals)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {name: {"rows_in": self.rows_in[name],
@@ -1856,7 +1864,7 @@ def audit(
             msg = f"{name}: rows in != used + rejected"
             raise AssertionError(msg)
     return AuditResult(
-        alerts=alerts, rejects=books.ledger.frame(), counts=counts, cards=cards_summary,
+        alerts=alerts, rejects=books.rejects(), counts=counts, cards=cards_summary,
         units=units_summary, track=track_out, stops=stops, evidence=ev,
         checks=pd.DataFrame(checks, columns=["rule", "ran", "checked", "not_checkable",
                                              "alerts"]),

@@ -66,7 +66,7 @@ import pyproj
 import shapely
 
 from geosup.errors import ConfigError, SchemaError, ValidationError
-from geosup.io import ROW_COLUMN, RejectsLedger
+from geosup.io import ROW_COLUMN, RejectsLedger, SourceRows, restore_raw
 from trajectories.motion import DEFAULT_MAX_GAP, _id_strings, _sorted_order, _utc
 
 __all__ = ["EARTH_RADIUS_M", "CleanResult", "clean_fixes"]
@@ -286,6 +286,7 @@ def clean_fixes(
     source: str = "fixes",
     order: Literal["file", "time"] = "file",
     ledger: RejectsLedger | None = None,
+    source_rows: SourceRows | None = None,
 ) -> CleanResult:
     """Drop unusable fixes with a reason each, sort the rest, and record gaps.
 
@@ -306,6 +307,9 @@ def clean_fixes(
         are rejected) or carries no meaning (``"time"``).
     ledger : RejectsLedger, optional
         Also add the rejected rows to this ledger.
+    source_rows : SourceRows, optional
+        The fixes as their source holds them (:attr:`geosup.io.ReadResult.source_rows`):
+        rejected fixes are recorded with the source's own column names and values.
 
     Returns
     -------
@@ -330,7 +334,10 @@ def clean_fixes(
         ledger.extend(rej_ledger)
     kept = _kept_frame(frame, arrays, cleaned.perm)
     gaps = _gaps(arrays.labels, arrays.codes[cleaned.perm], arrays.t[cleaned.perm], gap_ns)
-    result = CleanResult(frame=kept, rejects=rej_ledger.frame(), gaps=gaps,
+    rejects = rej_ledger.frame()
+    if source_rows is not None:
+        rejects = restore_raw(rejects, {source: source_rows})
+    result = CleanResult(frame=kept, rejects=rejects, gaps=gaps,
                          counts=cleaned.counts, reasons=cleaned.reasons)
     logger.info("%s: %s", source, result.summary())
     return result

@@ -10,14 +10,19 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    INPUT_CRS_HINT,
     RunStore,
+    input_crs_option,
     parse_column_flags,
+    parse_input_crs_flags,
     parse_threshold_flags,
     progress,
     report_inputs,
     state,
     store_option,
     threshold_option,
+    unit_option,
+    units_of,
 )
 from geosup.errors import ConfigError, GeometryRepairWarning
 
@@ -75,13 +80,14 @@ def farmland() -> None:
               show_default=True, help="Where the overlay runs (postgis needs a "
                                       "postgresql:// store).")
 @click.option("--area-unit", "area_unit", metavar="UNIT", default=None,
-              help="Unit of declared_area and eligible_area: mu, ha or m2 (required here or "
-                   "as area_unit in geosup.toml).")
+              help="Unit of declared_area and eligible_area, and of the areas the alerts "
+                   "report: mu, ha or m2 (required here or as area_unit in geosup.toml). An "
+                   "input in another unit: --unit declarations.declared_area=ha.")
 @click.option("--crs", "crs", metavar="EPSG", default=None,
               help="Metric CRS to measure in (default: CGCS2000 Gauss-Krüger zone in China, "
                    "UTM elsewhere, chosen for the extent).")
-@click.option("--input-crs", "input_crs", metavar="EPSG", default=None,
-              help="CRS of inputs that carry none (a CSV with WKT geometry).")
+@input_crs_option
+@unit_option("declarations.declared_area=ha")
 @click.option("--map", "mappings", multiple=True, metavar="INPUT.CANONICAL=COLUMN",
               help="Column mapping, e.g. --map declarations.declared_area=\"面积(亩)\" "
                    "(adds to [columns.<input>] of geosup.toml). Repeatable.")
@@ -94,7 +100,8 @@ def farmland() -> None:
               help="Threads of the in-process engine.")
 def reconcile(declarations: str, parcels: str, land_use: str | None, persons: str | None,
               previous: str | None, store: str, engine: str, area_unit: str | None,
-              crs: str | None, input_crs: str | None, mappings: tuple[str, ...],
+              crs: str | None, input_crs: tuple[str, ...], units: tuple[str, ...],
+              mappings: tuple[str, ...],
               years: tuple[int, ...], thresholds: tuple[str, ...], rules: tuple[str, ...],
               workers: int) -> None:
     """Reconcile declarations against reference parcels; write alerts to the store.
@@ -133,18 +140,28 @@ def reconcile(declarations: str, parcels: str, land_use: str | None, persons: st
     paths = {"declarations": declarations, "parcels": parcels, "land_use": land_use,
              "persons": persons, "previous": previous}
     columns = {name: {**settings.columns(name), **cli_map.get(name, {})} for name in INPUTS}
+    declared_units = units_of(settings, units, inputs=INPUTS)
+    declared_crs = parse_input_crs_flags(input_crs, inputs=INPUTS)
     tables = _tables_in_store(paths, store) if engine == "postgis" else None
     srid = None
     if tables is not None:
         srid = _metric_srid(crs)
+        inside = sorted(set(declared_units) & set(tables))
+        if inside:
+            msg = (f"--unit for {', '.join(inside)}: inputs reconciled inside PostGIS are "
+                   "read in --area-unit; convert them there, or read them as files")
+            raise ConfigError(msg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GeometryRepairWarning)  # counted below
         to_read = paths if tables is None else {"persons": persons}
-        inputs = read_inputs(to_read, columns=columns, crs=input_crs,
+        inputs = read_inputs(to_read, columns=columns, crs=declared_crs,
                              timezone=str(settings.get("timezone") or "Asia/Shanghai"),
-                             need=("declarations", "parcels") if tables is None else ())
+                             need=("declarations", "parcels") if tables is None else (),
+                             units=declared_units, area_unit=area_unit,
+                             crs_hint=INPUT_CRS_HINT)
     merged = _with_overrides(settings, overrides)
-    params = {"engine": engine, "area_unit": area_unit, "crs": crs, "input_crs": input_crs,
+    params = {"engine": engine, "area_unit": area_unit, "crs": crs,
+              "input_crs": declared_crs, "units": declared_units,
               "years": list(years) or None, "rules": list(rules) or None,
               "thresholds": overrides, "columns": {k: v for k, v in columns.items() if v}}
     described = [describe_input(path, name=name) for name, path in paths.items() if path]
@@ -169,7 +186,8 @@ def reconcile(declarations: str, parcels: str, land_use: str | None, persons: st
                     previous=inputs.get("previous"), area_unit=area_unit,
                     settings=merged, engine=engine, connection=connection,
                     rules=list(rules) or None, progress=bar, crs=crs,
-                    years=list(years) or None, workers=workers, run_id=run.run_id)
+                    years=list(years) or None, workers=workers, run_id=run.run_id,
+                    source_rows=inputs.source_rows)
         written = write_run(run, inputs, result)
         run_id = run.run_id
     url = st.store.url

@@ -19,14 +19,19 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    INPUT_CRS_HINT,
     RunStore,
+    input_crs_option,
     parse_column_flags,
+    parse_input_crs_flags,
     parse_threshold_flags,
     progress,
     report_inputs,
     state,
     store_option,
     threshold_option,
+    unit_option,
+    units_of,
 )
 from geosup.config import Settings
 from geosup.errors import ConfigError, GeosupWarning
@@ -153,9 +158,12 @@ def fuel() -> None:
                    "Asia/Shanghai).")
 @click.option("--stations-crs", type=click.Choice(_SYSTEMS), default="wgs84", show_default=True,
               help="Coordinate system of the station points (GCJ-02 from Amap/Tencent, BD-09 "
-                   "from Baidu).")
+                   "from Baidu); the CRS of a stations file that carries none is declared "
+                   "with --input-crs stations=EPSG:<code>.")
 @click.option("--fixes-crs", type=click.Choice(_SYSTEMS), default="wgs84", show_default=True,
               help="Coordinate system of the fixes.")
+@input_crs_option
+@unit_option("transactions.litres=gal")
 @click.option("--calendar", "calendar_file", type=click.Path(dir_okay=False), default=None,
               help="A calendar CSV (date, kind[, name]) overriding weekends and holidays.")
 @click.option("--rule", "rules", multiple=True, metavar="CODE",
@@ -165,7 +173,8 @@ def fuel() -> None:
               help="Audit only transactions in this period (local dates, inclusive).")
 def audit_command(fixes: str | None, transactions: str, stations: str | None, vehicles: str,
                   cards: str | None, store: str, maps: tuple[str, ...], tz: str | None,
-                  stations_crs: str, fixes_crs: str, calendar_file: str | None,
+                  stations_crs: str, fixes_crs: str, input_crs: tuple[str, ...],
+                  units: tuple[str, ...], calendar_file: str | None,
                   rules: tuple[str, ...], thresholds: tuple[str, ...],
                   period: tuple[str, str] | None) -> None:
     """Match fuel-card transactions with GPS tracks and store the alerts.
@@ -175,7 +184,6 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     """
     from geosup.store import describe_input
     from trajectories.audit import audit
-    from trajectories.demo import read_fuel_inputs
     from trajectories.rules import FUEL_RULES
 
     cli = state()
@@ -185,6 +193,8 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     overrides = parse_thresholds(thresholds)
     settings = _settings_with(cli.settings, overrides, zone)
     columns, combine = parse_maps(maps, cli.settings)
+    declared_units = units_of(cli.settings, units, inputs=_INPUTS)
+    declared_crs = parse_input_crs_flags(input_crs, inputs=_INPUTS)
     window = _period(period)
     selected: list[str] | None = list(rules) or None
     calendar = None
@@ -195,13 +205,19 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     paths = {"fixes": fixes, "transactions": transactions, "stations": stations,
              "vehicles": vehicles, "cards": cards}
     streamed = fixes is not None and Path(fixes).is_dir()
-    read = read_fuel_inputs({k: v for k, v in paths.items() if not (k == "fixes" and streamed)},
-                            columns=columns, combine_columns=combine, tz=zone,
-                            coord_systems={"fixes": fixes_crs, "stations": stations_crs})
     if streamed:
         if fixes_crs != "wgs84":
             msg = "--fixes-crs applies to a fixes file; a partitioned dataset must be WGS-84"
             raise ConfigError(msg)
+        if "fixes" in declared_units:
+            msg = ("--unit fixes.… applies to a fixes file; a partitioned dataset is read as "
+                   "vehicle_id, time and position only")
+            raise ConfigError(msg)
+    read = _read_inputs({k: v for k, v in paths.items() if not (k == "fixes" and streamed)},
+                        columns=columns, combine_columns=combine, tz=zone,
+                        coord_systems={"fixes": fixes_crs, "stations": stations_crs},
+                        units=declared_units, crs=declared_crs)
+    if streamed:
         total, parts = _partitions(Path(fixes), columns.get("fixes"))
     else:
         total, parts = 1, read.get("fixes")
@@ -222,6 +238,7 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     described = [describe_input(p, name=n) for n, p in paths.items() if p is not None]
     params = {"rules": selected, "thresholds": overrides, "period": list(period or ()),
               "tz": zone, "stations_crs": stations_crs, "fixes_crs": fixes_crs,
+              "input_crs": declared_crs, "units": declared_units,
               "map": list(maps), "calendar": calendar_file}
     with st.run("fuel audit", inputs=described, params=params) as run:
         written = run.write_alerts(result.alerts)
@@ -240,6 +257,39 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     if not cli.quiet:
         click.echo(f"{len(result.alerts):,} alerts ({written.inserted:,} new, "
                    f"{written.updated:,} updated) in {store}", err=True)
+
+
+def _read_inputs(paths: Mapping[str, str | None], *,
+                 columns: Mapping[str, Mapping[str, str]],
+                 combine_columns: Mapping[str, Mapping[str, list[str]]], tz: str,
+                 coord_systems: Mapping[str, str], units: Mapping[str, Mapping[str, str]],
+                 crs: Mapping[str, str]) -> dict[str, Any]:
+    """Read the audit's inputs as :func:`trajectories.demo.read_fuel_inputs` does, with the
+    declared units and, for a file that carries no CRS, the one given with ``--input-crs``
+    (the error names that flag when there is none)."""
+    from geosup.errors import CRSError
+    from geosup.io import read_table
+    from trajectories.demo import INPUT_NAMES, INPUT_SPECS
+
+    out: dict[str, Any] = {}
+    for name in INPUT_NAMES:
+        if paths.get(name) is None:
+            continue
+        options = dict(INPUT_SPECS[name])
+        options.update(
+            name=name, columns=dict(columns.get(name, {})) or None,
+            combine_columns=dict(combine_columns.get(name, {})) or None,
+            coord_system=coord_systems.get(name, "wgs84"), tz=tz,
+            units=dict(units.get(name, {})) or None,
+            crs_hint=INPUT_CRS_HINT.format(input=name))
+        declared = crs.get(name, crs.get("*"))
+        try:
+            out[name] = read_table(paths[name], **options)
+        except CRSError:
+            if declared is None or options.get("geometry") == "none":
+                raise
+            out[name] = read_table(paths[name], crs=declared, **options)
+    return out
 
 
 def _expand(patterns: Sequence[str]) -> set[str]:

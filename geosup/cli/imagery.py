@@ -12,15 +12,20 @@ import click
 import pandas as pd
 
 from geosup.cli.options import (
+    INPUT_CRS_HINT,
     RunStore,
+    input_crs_option,
     overwrite_option,
     parse_column_flags,
+    parse_input_crs_flags,
     parse_threshold_flags,
     progress,
     report_inputs,
     state,
     store_option,
     threshold_option,
+    unit_option,
+    units_of,
 )
 from geosup.errors import ConfigError
 
@@ -129,8 +134,8 @@ def imagery() -> None:
 @store_option
 @click.option("--map", "mappings", multiple=True, metavar="INPUT.CANONICAL=COLUMN",
               help="Column mapping, e.g. --map claims.claimed_area_m2=\"面积\". Repeatable.")
-@click.option("--input-crs", "input_crs", metavar="EPSG", default=None,
-              help="CRS of inputs that carry none (a CSV with WKT geometry).")
+@input_crs_option
+@unit_option("claims.claimed_area_m2=mu")
 @click.option("--chips", "chips", metavar="DIR", default=None,
               type=click.Path(file_okay=False),
               help="Folder of the before/after PNG chips (default WORKDIR/chips).")
@@ -144,7 +149,8 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
                 catalog: str | None, before_date: str | None, after_date: str | None,
                 claims: str, projects: str | None, persons: str | None,
                 notice_date: str | None, store: str, mappings: tuple[str, ...],
-                input_crs: str | None, chips: str | None, workdir: str,
+                input_crs: tuple[str, ...], units: tuple[str, ...], chips: str | None,
+                workdir: str,
                 thresholds: tuple[str, ...], rules: tuple[str, ...]) -> None:
     """Compare imagery before and after the notice date; write alerts to the store.
 
@@ -178,7 +184,10 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
     paths = {"claims": claims, "projects": projects, "persons": persons}
     columns = {name: {**settings.columns(name), **cli_map.get(name, {})} for name in INPUTS}
     timezone = str(settings.get("timezone") or "Asia/Shanghai")
-    inputs = read_inputs(paths, columns=columns, crs=input_crs, timezone=timezone)
+    declared_units = units_of(settings, units, inputs=INPUTS)
+    declared_crs = parse_input_crs_flags(input_crs, inputs=INPUTS)
+    inputs = read_inputs(paths, columns=columns, crs=declared_crs, timezone=timezone,
+                         units=declared_units, crs_hint=INPUT_CRS_HINT)
     has_notice = (inputs.get("projects") is not None or notice_date is not None
                   or "notice_date" in inputs.frames["claims"].columns)
     explicit = {}
@@ -192,7 +201,8 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
     work = Path(workdir)
     params = {"images": cat.ids, "notice_date": notice_date, "rules": list(rules) or None,
               "thresholds": overrides, "workdir": str(work.resolve()),
-              "columns": {k: v for k, v in columns.items() if v}}
+              "columns": {k: v for k, v in columns.items() if v},
+              "input_crs": declared_crs, "units": declared_units}
     described = [describe_input(list(e.paths), name=e.image_id)
                  for e in cat] + [describe_input(p, name=n) for n, p in paths.items() if p]
     with st.run("imagery compare", inputs=described, params=params) as run:
@@ -201,7 +211,8 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
                 cat, inputs.get("claims"), projects=inputs.get("projects"),
                 persons=inputs.get("persons"), settings=merged, workdir=work,
                 chips_dir=chips, notice_date=_date(notice_date, "--notice-date"),
-                rules=list(rules) or None, run_id=run.run_id, progress=bar, **explicit)
+                rules=list(rules) or None, run_id=run.run_id, progress=bar,
+                source_rows=inputs.source_rows, **explicit)
         written = write_run(run, result, inputs=inputs, images=cat)
         run_id = run.run_id
     url = st.store.url

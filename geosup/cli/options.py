@@ -15,18 +15,24 @@ from geosup.config import Settings
 from geosup.errors import ConfigError
 
 __all__ = [
+    "INPUT_CRS_HINT",
     "CliState",
     "RunStore",
     "alert_filter_options",
+    "input_crs_option",
     "overwrite_option",
     "parse_column_flags",
+    "parse_input_crs_flags",
     "parse_threshold_flags",
+    "parse_unit_flags",
     "progress",
     "report_inputs",
     "state",
     "store_option",
     "threshold_option",
     "threshold_value",
+    "unit_option",
+    "units_of",
 ]
 
 
@@ -259,3 +265,124 @@ def threshold_option(domain: str) -> Callable[[Callable[..., Any]], Callable[...
 _EXAMPLES = {"fuel": "away_from_station.radius_m=500",
              "farmland": "over_declared.buffer_m=2",
              "requisition": "built_after_notice.min_changed_share=0.1"}
+
+
+def parse_unit_flags(items: Sequence[str], *, inputs: Sequence[str]
+                     ) -> dict[str, dict[str, str]]:
+    """``--unit INPUT.COLUMN=UNIT`` flags as ``{input: {canonical column: unit}}``, checked.
+
+    The column must hold a quantity and the unit must measure it
+    (:func:`geosup.io.normalize_unit`); the unit is kept as its canonical name.
+
+    Examples
+    --------
+    >>> parse_unit_flags(["transactions.litres=gallons", "transactions.odometer_km=mi"],
+    ...                  inputs=("transactions",))
+    {'transactions': {'litres': 'gal', 'odometer_km': 'mi'}}
+    """
+    from geosup.io import normalize_unit
+
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        left, sep, unit = item.partition("=")
+        name, dot, column = left.strip().partition(".")
+        if not sep or not dot or not column.strip() or not unit.strip():
+            msg = (f"--unit {item!r} is not INPUT.COLUMN=UNIT (e.g. --unit "
+                   "transactions.litres=gal)")
+            raise ConfigError(msg)
+        if name not in inputs:
+            msg = f"--unit {item!r}: unknown input {name!r}; use one of: {', '.join(inputs)}"
+            raise ConfigError(msg)
+        try:
+            out.setdefault(name, {})[column.strip()] = normalize_unit(column.strip(),
+                                                                      unit.strip())
+        except ConfigError as err:
+            msg = f"--unit {item!r}: {err}"
+            raise ConfigError(msg) from err
+    return out
+
+
+def units_of(settings: Settings, items: Sequence[str], *, inputs: Sequence[str]
+             ) -> dict[str, dict[str, str]]:
+    """The declared units per input: ``[units.<input>]`` settings, then ``--unit`` flags.
+
+    A flag overrides the setting of the same column. Only inputs with a unit appear.
+
+    Examples
+    --------
+    >>> cfg = Settings.load(file=None, env={"GEOSUP_UNITS__VEHICLES__TANK_L": "gal"})
+    >>> units_of(cfg, ["transactions.litres=gal"], inputs=("transactions", "vehicles"))
+    {'transactions': {'litres': 'gal'}, 'vehicles': {'tank_l': 'gal'}}
+    """
+    from geosup.io import normalize_unit
+
+    flags = parse_unit_flags(items, inputs=inputs)
+    out: dict[str, dict[str, str]] = {}
+    for name in inputs:
+        configured = {}
+        for column, unit in settings.units(name).items():
+            try:
+                configured[column] = normalize_unit(column, unit)
+            except ConfigError as err:
+                msg = f"[units.{name}] {column} = {unit!r}: {err}"
+                raise ConfigError(msg) from err
+        merged = {**configured, **flags.get(name, {})}
+        if merged:
+            out[name] = merged
+    return out
+
+
+def unit_option(example: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--unit INPUT.COLUMN=UNIT`` option (repeatable) of a check command."""
+    return click.option(
+        "--unit", "units", multiple=True, metavar="INPUT.COLUMN=UNIT",
+        help=f"The unit a source uses for a column, converted on reading, e.g. --unit "
+             f"{example} (adds to [units.<input>] of geosup.toml). Repeatable.")
+
+
+#: How a check command's error names the flag that declares an input's CRS.
+INPUT_CRS_HINT = "--input-crs {input}=EPSG:<code>"
+
+
+def parse_input_crs_flags(items: Sequence[str], *, inputs: Sequence[str]
+                          ) -> dict[str, str]:
+    """``--input-crs [INPUT=]CRS`` flags as ``{input: crs}``, each CRS checked.
+
+    ``INPUT=CRS`` declares one input's CRS; a bare ``CRS`` declares it for every input
+    (key ``"*"``). Either is used only for an input whose file carries no CRS (a
+    Shapefile without ``.prj``, a CSV with WKT geometry).
+
+    Examples
+    --------
+    >>> parse_input_crs_flags(["EPSG:4490", "stations=EPSG:32616"], inputs=("stations",))
+    {'*': 'EPSG:4490', 'stations': 'EPSG:32616'}
+    """
+    import pyproj
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            name, text = "*", item
+        name, text = name.strip(), text.strip()
+        if name != "*" and name not in inputs:
+            msg = (f"--input-crs {item!r}: unknown input {name!r}; use one of: "
+                   f"{', '.join(inputs)} (or a CRS alone for every input)")
+            raise ConfigError(msg)
+        try:
+            pyproj.CRS.from_user_input(text)
+        except pyproj.exceptions.CRSError as err:
+            msg = (f"--input-crs {item!r}: {text!r} is not a coordinate reference system "
+                   "(e.g. EPSG:4326)")
+            raise ConfigError(msg) from err
+        out[name] = text
+    return out
+
+
+def input_crs_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--input-crs [INPUT=]CRS`` option (repeatable) of a check command."""
+    return click.option(
+        "--input-crs", "input_crs", multiple=True, metavar="[INPUT=]CRS",
+        help="CRS of an input file that carries none (a Shapefile without .prj, a CSV with "
+             "WKT geometry), e.g. --input-crs stations=EPSG:4326; a CRS alone applies to "
+             "every input. Repeatable.")(func)

@@ -298,7 +298,9 @@ def _layer_crs(frame: pd.DataFrame | None, geoms: np.ndarray, what: str) -> pypr
     has_geometry = bool((~shapely.is_missing(geoms)).any())
     crs = frame.crs if isinstance(frame, gpd.GeoDataFrame) else None
     if has_geometry and crs is None:
-        msg = f"{what} has no coordinate reference system; declare one (e.g. --crs EPSG:4326)"
+        msg = (f"{what} has no coordinate reference system; set the CRS its coordinates are "
+               "in (GeoDataFrame.set_crs, or crs= of read_table); the crs argument here is "
+               "the metric CRS to measure in, not the input's")
         raise CRSError(msg)
     return crs
 

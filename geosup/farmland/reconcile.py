@@ -56,7 +56,9 @@ from geosup.io import (
     REPAIR_COLUMNS,
     ROW_COLUMN,
     ReadResult,
+    SourceRows,
     read_table,
+    restore_raw,
 )
 from geosup.rules import REGISTRY, Rule, load_builtin_rules, resolve_thresholds
 
@@ -205,6 +207,7 @@ def reconcile(
     workers: int = 2,
     source_names: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    source_rows: Mapping[str, SourceRows] | None = None,
 ) -> ReconcileResult:
     """Reconcile declarations against reference parcels and land use; return alerts.
 
@@ -247,6 +250,10 @@ def reconcile(
         Names of the inputs in the rejects ledger and the counts.
     run_id : str, optional
         Stamped on the alerts.
+    source_rows : mapping of str to SourceRows, optional
+        The inputs' rows as their sources hold them (:attr:`FarmlandInputs.source_rows`,
+        keyed by ledger source name): the rows prepare rejects are recorded with the
+        source's own column names and values (:func:`geosup.io.restore_raw`).
 
     Returns
     -------
@@ -264,7 +271,8 @@ def reconcile(
                           min_overlap_m2=min_overlap_m2, workers=workers, progress=progress)
     return _apply_rules(overlay, selected=selected, thresholds=thresholds, settings=settings,
                         area_unit=prepared.area_unit, years=years, current=prepared.years,
-                        persons=persons, run_id=run_id, rejects=prepared.rejects,
+                        persons=persons, run_id=run_id,
+                        rejects=restore_raw(prepared.rejects, source_rows),
                         repairs=prepared.repairs, counts=prepared.counts, prepared=prepared)
 
 
@@ -388,6 +396,8 @@ class FarmlandInputs:
     rejects: pd.DataFrame
     repairs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=list(REPAIR_COLUMNS)))
+    #: Each input's rows as its source holds them (for the raw values of later rejects).
+    source_rows: dict[str, SourceRows] = field(default_factory=dict)
 
     def get(self, name: str) -> pd.DataFrame | None:
         """The frame of an input, or None when it was not given."""
@@ -407,6 +417,9 @@ def read_inputs(
     crs: Any = None,
     timezone: str = "Asia/Shanghai",
     need: Sequence[str] = ("declarations", "parcels"),
+    units: Mapping[str, Mapping[str, str]] | None = None,
+    area_unit: str | None = None,
+    crs_hint: str | None = None,
 ) -> FarmlandInputs:
     """Read the farmland inputs with :func:`geosup.io.read_table`.
 
@@ -417,13 +430,25 @@ def read_inputs(
         ``declarations`` and ``parcels`` are required, the others optional (None).
     columns : mapping, optional
         Per input, the column mapping canonical name -> source column.
-    crs : CRS-like, optional
-        The CRS of layers that carry none (a CSV with WKT geometry); a layer with its own
-        CRS keeps it.
+    crs : CRS-like or mapping, optional
+        The CRS of layers that carry none (a Shapefile without ``.prj``, a CSV with WKT
+        geometry); a layer with its own CRS keeps it. A mapping gives it per input, with
+        ``"*"`` for every other input.
     timezone : str
         The zone of naive dates in the persons registry.
     need : sequence of str
         Inputs that must be given.
+    units : mapping, optional
+        Per input, canonical column -> the unit the source uses
+        (``{"declarations": {"declared_area": "ha"}}``), converted on reading
+        (:func:`geosup.io.read_table`); ``declared_area`` and ``eligible_area`` are
+        converted to ``area_unit``.
+    area_unit : str, optional
+        The run's area unit (what ``declared_area`` and ``eligible_area`` are held in);
+        needed when a unit is declared for one of them.
+    crs_hint : str, optional
+        How the user declares a missing CRS, with ``{input}`` for the input's name (e.g.
+        ``"--input-crs {input}=EPSG:<code>"``), named in the error.
 
     Returns
     -------
@@ -445,28 +470,39 @@ def read_inputs(
             msg = f"the farmland check needs --{name}"
             raise ConfigError(msg)
     columns = columns or {}
+    units = units or {}
+    targets = {}
+    if area_unit is not None:
+        targets = {"declared_area": normalize_area_unit(area_unit),
+                   "eligible_area": normalize_area_unit(area_unit)}
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
     counts: dict[str, dict[str, int]] = {}
     rejects: list[pd.DataFrame] = []
     repairs: list[pd.DataFrame] = []
+    originals: dict[str, SourceRows] = {}
     for name in INPUTS:
         source = paths.get(name)
         if not source:
             continue
         options = dict(_READ_OPTIONS[name])
-        options.update(columns=dict(columns.get(name, {})) or None, tz=timezone)
+        options.update(columns=dict(columns.get(name, {})) or None, tz=timezone,
+                       units=dict(units.get(name, {})) or None, target_units=targets or None,
+                       crs_hint=crs_hint.format(input=name) if crs_hint else None)
+        declared = (crs.get(name, crs.get("*")) if isinstance(crs, Mapping) else crs)
         try:
             frame, result, ledger = _read_one(source, name=name, options=options)
         except CRSError:
-            # ``crs`` is for layers that carry none (a CSV with WKT); a layer with its own
-            # CRS keeps it.
-            if crs is None or options.get("geometry") == "none":
+            # ``crs`` is for layers that carry none (a Shapefile without .prj, a CSV with
+            # WKT); a layer with its own CRS keeps it.
+            if declared is None or options.get("geometry") == "none":
                 raise
             frame, result, ledger = _read_one(source, name=name,
-                                              options={**options, "crs": crs})
+                                              options={**options, "crs": declared})
         frames[name] = frame
         sources[name] = str(source)
+        if result.source_rows is not None:
+            originals[name] = result.source_rows
         counts[name] = {"rows_in": result.rows_in, "rows_used": len(frame),
                         "rows_rejected": result.rows_in - len(frame)}
         rejects.append(ledger)
@@ -478,7 +514,7 @@ def read_inputs(
         columns=list(REPAIR_COLUMNS))
     return FarmlandInputs(frames=frames, sources=sources, counts=counts,
                           rejects=ledger_rows.loc[:, list(LEDGER_COLUMNS)],
-                          repairs=repair_rows)
+                          repairs=repair_rows, source_rows=originals)
 
 
 def combined_counts(inputs: FarmlandInputs,
@@ -513,7 +549,9 @@ def write_run(run: Any, inputs: FarmlandInputs, result: ReconcileResult) -> dict
         written), ``inputs`` (counts).
     """
     upsert = run.write_alerts(result.alerts)
-    rejects = pd.concat([inputs.rejects, result.rejects], ignore_index=True)
+    # Every reject with the source's own names and values, whichever stage made it.
+    rejects = restore_raw(pd.concat([inputs.rejects, result.rejects], ignore_index=True),
+                          inputs.source_rows)
     n_rejects = run.add_rejects(rejects.loc[:, list(LEDGER_COLUMNS)])
     counts = combined_counts(inputs, result)
     for name, c in counts.items():

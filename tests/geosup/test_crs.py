@@ -494,9 +494,15 @@ def test_require_crs() -> None:
     with pytest.raises(CRSError) as info:
         gcrs.require_crs(frame, what="parcels")
     assert str(info.value) == (
-        "parcels has no coordinate reference system; declare one (e.g. --crs EPSG:4326)"
+        "parcels has no coordinate reference system; declare it with GeoDataFrame.set_crs "
+        "(e.g. frame.set_crs('EPSG:4326'))"
     )
     assert isinstance(info.value, ValueError) and isinstance(info.value, GeosupError)
+    # a command names its own flag (and no Python)
+    with pytest.raises(CRSError) as info:
+        gcrs.require_crs(frame, what="parcels.shp", hint="--input-crs parcels=EPSG:<code>")
+    assert str(info.value) == ("parcels.shp has no coordinate reference system; declare it "
+                               "with --input-crs parcels=EPSG:<code>")
     assert gcrs.require_crs(frame.set_crs(4490), what="parcels").to_epsg() == 4490
 
 

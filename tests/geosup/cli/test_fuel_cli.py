@@ -248,7 +248,16 @@ def _urbana_args(source: Path, vehicles: Path, store: str) -> list[str]:
     for key, columns in maps.items():
         for column in columns:
             args += ["--map", f"{key}={column}"]
+    # A US fleet: fills ("Units", "Unit of Measure" GA) and tank sizes in US gallons,
+    # odometers in miles.
+    for key, unit in URBANA_UNITS.items():
+        args += ["--unit", f"{key}={unit}"]
     return args
+
+
+URBANA_UNITS = {"transactions.litres": "gal", "transactions.odometer_km": "mi",
+                "vehicles.tank_l": "gal"}
+L_PER_GAL, KM_PER_MI = 3.785411784, 1.609344
 
 
 def _urbana_expected(raw: pd.DataFrame) -> dict[str, int]:
@@ -266,14 +275,15 @@ def _urbana_expected(raw: pd.DataFrame) -> dict[str, int]:
         lambda s: next((x for x in s if x.strip()), "")).str.lower()
     vcls = np.where(vtype == "diesel", "diesel", np.where(vtype == "unleaded", "petrol", ""))
     mismatch = (pcls == "non-fuel") | ((vcls != "") & (pcls != vcls))
-    odo = pd.to_numeric(r["Current Odometer"], errors="coerce")
+    odo = pd.to_numeric(r["Current Odometer"], errors="coerce") * KM_PER_MI
     valid = r[odo > 0].assign(odo=odo[odo > 0]).sort_values(["t", "_row"], kind="stable")
     prev = pd.merge_asof(valid, valid[["t", "Vehicle ID", "odo"]].rename(columns={"odo": "prev"}),
                          on="t", by="Vehicle ID", allow_exact_matches=False)
     delta = prev["odo"] - prev["prev"]
     return {"dst": int((~ok).sum()), "off_hours": int(off.sum()),
             "product_mismatch": int(mismatch.sum()), "backwards": int((delta < 0).sum()),
-            "unchanged": int((delta == 0).sum()), "jump": int((delta > 1000).sum())}
+            "unchanged": int((delta == 0).sum()),
+            "jump": int((delta > 1000).sum())}  # max_delta_km
 
 
 def test_audit_the_real_urbana_export(runner, store_url, urbana):
@@ -295,7 +305,9 @@ def test_audit_the_real_urbana_export(runner, store_url, urbana):
     assert table.loc["fuel.product_mismatch", "alerts"] == want["product_mismatch"]
     with open_store(store_url) as st:
         odometer = st.alerts(rule="fuel.odometer_anomaly")
+        refills = st.alerts(rule="fuel.rapid_refill")
         rejects = st.rejects()
+        params = json.loads(st.runs()["params"].iloc[0])
     titles = odometer["title"].value_counts()
     assert titles["Odometer reading went backwards"] == want["backwards"]
     assert titles["Odometer reading did not advance"] == want["unchanged"]
@@ -303,6 +315,19 @@ def test_audit_the_real_urbana_export(runner, store_url, urbana):
     assert want["backwards"] > 100  # the export's odometer typos
     assert len(rejects) == want["dst"]
     assert rejects["reason"].str.contains("does not exist or is ambiguous").all()
+    # The measured values are litres and kilometres: the raw gallons and miles converted.
+    by_tx = raw.set_index(raw["Transaction Id"] + " " + raw["Transaction Item Sequence Number"])
+    evidence = pd.DataFrame([json.loads(e) for e in odometer["evidence"]])
+    miles = pd.to_numeric(by_tx.loc[evidence["tx_id"], "Current Odometer"]).to_numpy()
+    assert len(evidence) > 700
+    np.testing.assert_allclose(evidence["odometer_km"], miles * KM_PER_MI, rtol=1e-12)
+    evidence = pd.DataFrame([json.loads(e) for e in refills["evidence"]])
+    gallons = pd.to_numeric(by_tx.loc[evidence["tx_id"], "Units"]).to_numpy()
+    assert len(evidence) > 10
+    np.testing.assert_allclose(evidence["litres"], gallons * L_PER_GAL, rtol=1e-12)
+    assert evidence["litres"].max() > 30 * L_PER_GAL  # the export's > 30 gal fills
+    assert params["units"] == {"transactions": {"litres": "gal", "odometer_km": "mi"},
+                               "vehicles": {"tank_l": "gal"}}
 
 
 def test_partitioned_fixes_are_streamed_with_the_same_result(runner, tmp_path, demo_inputs):
