@@ -1815,6 +1815,7 @@ def read_table(
     required: Sequence[str] = (),
     layer: str | None = None,
     crs: Any = None,
+    default_crs: Any = None,
     coord_system: str = "wgs84",
     time_columns: Sequence[str] = (),
     tz: str = "Asia/Shanghai",
@@ -1857,6 +1858,9 @@ def read_table(
         The CRS of a layer that has none (a shapefile without ``.prj``, a CSV with WKT
         geometry); overrides the file's own CRS with a warning in the log. For ``lon``/``lat``
         columns a projected CRS here means the columns are x/y in that CRS.
+    default_crs : CRS-like, optional
+        The CRS of a layer or WKT column that carries none; unlike ``crs``, a layer with
+        its own CRS keeps it (what ``--input-crs`` declares).
     coord_system : str, default "wgs84"
         The system of longitude/latitude points: ``wgs84``, ``gcj02``, ``bd09``, ``cgcs2000``
         (aliases accepted, see :func:`geosup.crs.normalize_coord_system`). GCJ-02 and BD-09
@@ -1969,6 +1973,9 @@ def read_table(
     from geosup.crs import normalize_coord_system
 
     system = normalize_coord_system(coord_system)
+    if crs is None and default_crs is not None and (
+            mode == "wkt" or (mode == "layer" and layer_crs is None)):
+        crs = default_crs
     try:
         declared = pyproj.CRS.from_user_input(crs) if crs is not None else None
     except pyproj.exceptions.CRSError as err:

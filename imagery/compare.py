@@ -1105,12 +1105,7 @@ def read_inputs(
                        units=dict(units.get(name, {})) or None,
                        crs_hint=crs_hint.format(input=name) if crs_hint else None)
         declared = crs.get(name, crs.get("*")) if isinstance(crs, Mapping) else crs
-        try:
-            result = read_table(source, name=name, **options)
-        except CRSError:
-            if declared is None or options.get("geometry") == "none":
-                raise
-            result = read_table(source, name=name, crs=declared, **options)
+        result = read_table(source, name=name, default_crs=declared, **options)
         frames[name] = result.frame
         sources[name] = str(source)
         if result.source_rows is not None:

@@ -794,6 +794,9 @@ def read_fuel_inputs(
     combine_columns: Mapping[str, Mapping[str, list[str] | tuple[str, ...]]] | None = None,
     coord_systems: Mapping[str, str] | None = None,
     tz: str = _TZ,
+    units: Mapping[str, Mapping[str, str]] | None = None,
+    crs: Mapping[str, Any] | None = None,
+    crs_hint: str | None = None,
 ) -> dict[str, ReadResult]:
     """Read the fuel audit's inputs with :func:`geosup.io.read_table`.
 
@@ -811,6 +814,14 @@ def read_fuel_inputs(
         Per point input (``fixes``, ``stations``): ``wgs84``, ``gcj02``, ``bd09`` …
     tz : str
         The zone of naive times.
+    units : mapping, optional
+        Per input, canonical column -> the unit the source uses
+        (``{"transactions": {"litres": "gal"}}``), converted on reading.
+    crs : mapping, optional
+        Per input (``"*"`` for all), the CRS of a layer that carries none.
+    crs_hint : str, optional
+        How the user declares a missing CRS, with ``{input}`` for the input's name,
+        named in the error (e.g. ``"--input-crs {input}=EPSG:<code>"``).
 
     Returns
     -------
@@ -822,10 +833,14 @@ def read_fuel_inputs(
         if name not in paths or paths[name] is None:
             continue
         spec = dict(INPUT_SPECS[name])
+        declared = (crs or {}).get(name, (crs or {}).get("*"))
         out[name] = read_table(
             paths[name], name=name, columns=dict((columns or {}).get(name, {})) or None,
             combine_columns=dict((combine_columns or {}).get(name, {})) or None,
             coord_system=(coord_systems or {}).get(name, "wgs84"), tz=tz,
+            units=dict((units or {}).get(name, {})) or None,
+            default_crs=None if spec.get("geometry") == "none" else declared,
+            crs_hint=crs_hint.format(input=name) if crs_hint else None,
             required=spec.pop("required"), **spec)
     return out
 

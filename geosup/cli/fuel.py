@@ -184,6 +184,7 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     """
     from geosup.store import describe_input
     from trajectories.audit import audit
+    from trajectories.demo import read_fuel_inputs
     from trajectories.rules import FUEL_RULES
 
     cli = state()
@@ -213,10 +214,10 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
             msg = ("--unit fixes.… applies to a fixes file; a partitioned dataset is read as "
                    "vehicle_id, time and position only")
             raise ConfigError(msg)
-    read = _read_inputs({k: v for k, v in paths.items() if not (k == "fixes" and streamed)},
-                        columns=columns, combine_columns=combine, tz=zone,
-                        coord_systems={"fixes": fixes_crs, "stations": stations_crs},
-                        units=declared_units, crs=declared_crs)
+    read = read_fuel_inputs({k: v for k, v in paths.items() if not (k == "fixes" and streamed)},
+                            columns=columns, combine_columns=combine, tz=zone,
+                            coord_systems={"fixes": fixes_crs, "stations": stations_crs},
+                            units=declared_units, crs=declared_crs, crs_hint=INPUT_CRS_HINT)
     if streamed:
         total, parts = _partitions(Path(fixes), columns.get("fixes"))
     else:
@@ -257,39 +258,6 @@ def audit_command(fixes: str | None, transactions: str, stations: str | None, ve
     if not cli.quiet:
         click.echo(f"{len(result.alerts):,} alerts ({written.inserted:,} new, "
                    f"{written.updated:,} updated) in {store}", err=True)
-
-
-def _read_inputs(paths: Mapping[str, str | None], *,
-                 columns: Mapping[str, Mapping[str, str]],
-                 combine_columns: Mapping[str, Mapping[str, list[str]]], tz: str,
-                 coord_systems: Mapping[str, str], units: Mapping[str, Mapping[str, str]],
-                 crs: Mapping[str, str]) -> dict[str, Any]:
-    """Read the audit's inputs as :func:`trajectories.demo.read_fuel_inputs` does, with the
-    declared units and, for a file that carries no CRS, the one given with ``--input-crs``
-    (the error names that flag when there is none)."""
-    from geosup.errors import CRSError
-    from geosup.io import read_table
-    from trajectories.demo import INPUT_NAMES, INPUT_SPECS
-
-    out: dict[str, Any] = {}
-    for name in INPUT_NAMES:
-        if paths.get(name) is None:
-            continue
-        options = dict(INPUT_SPECS[name])
-        options.update(
-            name=name, columns=dict(columns.get(name, {})) or None,
-            combine_columns=dict(combine_columns.get(name, {})) or None,
-            coord_system=coord_systems.get(name, "wgs84"), tz=tz,
-            units=dict(units.get(name, {})) or None,
-            crs_hint=INPUT_CRS_HINT.format(input=name))
-        declared = crs.get(name, crs.get("*"))
-        try:
-            out[name] = read_table(paths[name], **options)
-        except CRSError:
-            if declared is None or options.get("geometry") == "none":
-                raise
-            out[name] = read_table(paths[name], crs=declared, **options)
-    return out
 
 
 def _expand(patterns: Sequence[str]) -> set[str]:
