@@ -8,6 +8,15 @@ station, the stop there, GPS coverage, the cumulative distance driven) and hands
 :func:`geosup.alerts.make_alerts` turns into alerts. A rule never loops over transactions in
 Python; an alert states what was measured and which threshold fired, never more.
 
+The evidence is what the review map draws (it never recomputes a check): a transaction's
+evidence names its station by ``station_id`` (the stored ``fuel_stations`` layer) and
+places it by ``station_lon``/``station_lat`` (WGS-84, as the check used it after any
+GCJ-02/BD-09 conversion; None when the station is unknown); ``fuel.away_from_station`` and
+``fuel.no_stop_at_station`` give the nearest approach of the track as
+``nearest_lon``/``nearest_lat`` with ``nearest_fix_id``. A vehicle-month of
+``fuel.consumption_mismatch`` names the station of its last fill the same way, one of
+``fuel.inactive_vehicle`` its stations as ``station_ids``.
+
 Each hit table carries ``attrs["checks"] = {"checked": n, "not_checkable": m}``: the
 transactions (or vehicle-months) the rule could judge and those it could not (for example a
 fill on a vehicle whose tank capacity is unknown).
@@ -440,6 +449,12 @@ def _records(columns: dict[str, Any], n: int) -> list[dict[str, Any]]:
         if keys else [{} for _ in range(n)]
 
 
+def _station_point(rows: pd.DataFrame) -> dict[str, Any]:
+    """``station_lon``/``station_lat`` (WGS-84, as the check used them; None when unknown)."""
+    return {"station_lon": rows["station_lon"].to_numpy(dtype="float64"),
+            "station_lat": rows["station_lat"].to_numpy(dtype="float64")}
+
+
 def _points(lon: Any, lat: Any) -> np.ndarray:
     lon = np.asarray(lon, dtype="float64")
     lat = np.asarray(lat, dtype="float64")
@@ -471,7 +486,7 @@ def _tx_hits(ev: pd.DataFrame, mask: np.ndarray, *, code: str, severity: str,
         return _empty(checked, not_checkable)
     evidence = _records({
         "tx_id": sub["tx_id"], "card_id": sub["card_id"], "vehicle_id": sub["vehicle_id"],
-        "station_id": sub["station_id"], "time": _iso(sub["time"]),
+        "station_id": sub["station_id"], **_station_point(sub), "time": _iso(sub["time"]),
         **measured, "thresholds": [thresholds] * n}, n)
     amount_at_risk = sub["amount"].to_numpy(dtype="float64") if amount is None else amount
     data = {
@@ -610,6 +625,7 @@ def no_stop_at_station(evidence: pd.DataFrame, *, context: FuelContext, radius_m
         title="Vehicle passed the station without stopping", detail=detail, score=score,
         measured={"nearest_m": np.round(sub["nearest_m"].to_numpy(), 1),
                   "nearest_at": _iso(sub["nearest_at"]),
+                  "nearest_lon": sub["nearest_lon"], "nearest_lat": sub["nearest_lat"],
                   "nearest_fix_id": sub["nearest_fix_id"], "stop_id": sub["stop_id"],
                   "stop_start": _iso(sub["stop_start"]), "stop_end": _iso(sub["stop_end"]),
                   "stop_duration_s": dwell_sub,
@@ -797,6 +813,7 @@ def consumption_mismatch(evidence: pd.DataFrame, *, context: FuelContext, factor
                 + f"{factor:g}" + " = " + _fmt(wa, 2) + ".")
     evidence_v = _records({
         "vehicle_id": rows_end["vehicle_id"], "tx_ids": tx_lists, "card_ids": card_lists,
+        "station_id": rows_end["station_id"], **_station_point(rows_end),
         "window_start": _iso(rows_start["time"]), "window_end": _iso(rows_end["time"]),
         "litres": np.round(wl, 3), "expected_l": np.round(we, 3),
         "allowed_l": np.round(wa, 3), "fills": (ends[s] - starts[s]),
@@ -989,6 +1006,7 @@ def inactive_vehicle(evidence: pd.DataFrame, *, context: FuelContext, min_distan
         "vehicle_id": ev["vehicle_id"].to_numpy(dtype=object),
         "period": ev["period"].to_numpy(dtype=object), "tx_id": ev["tx_id"].to_numpy(dtype=object),
         "card_id": ev["card_id"].to_numpy(dtype=object),
+        "station_id": ev["station_id"].to_numpy(dtype=object),
         "unit": ev["unit"].to_numpy(dtype=object), "time": ev["time"],
         "amount": ev["amount"].to_numpy(dtype="float64"), "reason": reason,
         "status": ev["status"].to_numpy(dtype=object), "gps_km": gps_km, "n_fixes": n_fixes,
@@ -1009,6 +1027,7 @@ def inactive_vehicle(evidence: pd.DataFrame, *, context: FuelContext, min_distan
                 active_to=("active_to", "first"), fills=("tx_id", "size")).reset_index()
     tx_lists = g["tx_id"].agg(list).to_numpy()
     card_lists = g["card_id"].agg(lambda s: sorted(set(s) - {""})).to_numpy()
+    station_lists = g["station_id"].agg(lambda s: sorted(set(s) - {""})).to_numpy()
     reasons = g["reason"].agg(lambda s: sorted(set(s))).to_numpy()
     lonlat = hit.dropna(subset=["lon", "lat"]).drop_duplicates(["vehicle_id", "period", "lon",
                                                                   "lat"])
@@ -1031,6 +1050,7 @@ def inactive_vehicle(evidence: pd.DataFrame, *, context: FuelContext, min_distan
     evidence_v = _records({
         "vehicle_id": agg["vehicle_id"], "tx_ids": [list(x) for x in tx_lists],
         "card_ids": [list(x) for x in card_lists],
+        "station_ids": [list(x) for x in station_lists],
         "reasons": [list(r) for r in reasons], "status": agg["status"],
         "active_from": _iso(agg["active_from"]), "active_to": _iso(agg["active_to"]),
         "gps_km": np.round(agg["gps_km"].to_numpy(dtype="float64"), 3),

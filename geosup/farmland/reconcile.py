@@ -288,7 +288,8 @@ def _apply_rules(overlay: Overlay, *, selected: list[Rule], thresholds: dict[str
     if missing:
         log.warning("no current declarations for year(s) %s", missing)
     context = RuleContext(area_unit=area_unit, years=review, persons=persons, crs=overlay.crs,
-                          timezone=str(settings.get("timezone") or "Asia/Shanghai"))
+                          timezone=str(settings.get("timezone") or "Asia/Shanghai"),
+                          land_use=getattr(prepared, "land_use", None))
     parts = []
     for item in selected:
         hits = item(overlay, context, **thresholds[item.code])

@@ -16,6 +16,21 @@ reference parcel(s), and carries the areas in m² and in the user's unit
 (``<name>_m2`` and ``<name>_area`` with ``area_unit``), the thresholds in force
 and the subsidy at risk.
 
+The review map draws only what an alert carries (it never recomputes a check): the
+alert geometry, the features of the stored input layers named by id
+(``declaration_id(s)`` → ``declarations``, ``parcel_ids`` → ``parcels``), and the
+geometry that no stored layer holds, which the rules put into the evidence as WKT in
+EPSG:4326 (lon/lat, :data:`WKT_DECIMALS` = 7 decimals ≈ 1 cm; nothing simplified;
+only for the hits): ``over_declared`` (declared parcel) ``overlap_wkt``, the declared
+land on the reference parcels (area ``overlap_m2``); ``outside_reference``
+``inside_wkt``, the drawing on the reference parcels (``inside_m2``; the alert
+geometry is the outside part); ``non_farmland`` ``overlap_wkt``, the declared land on
+the non-farm land (``nonfarm_m2``); ``year_change`` ``previous_wkt``, last year's
+drawing when the drawing changed. An empty geometry leaves its key out. The rounding
+to 1 cm moves a shape's area by at most about its perimeter × 0.5 cm (below 0.1 % for
+pieces of a few hundred m² and more). ``double_claim``'s alert geometry is the overlap
+and its ``declaration_ids`` name both declarations of the stored layer.
+
 The rules (defaults from EU IACS practice where no local rule is given):
 
 ``farmland.over_declared``
@@ -97,6 +112,7 @@ import numpy as np
 import pandas as pd
 import pyproj
 import shapely
+from shapely.errors import GEOSException
 
 from geosup.crs import m2_to, normalize_area_unit
 from geosup.errors import ConfigError
@@ -108,6 +124,7 @@ __all__ = [
     "HIT_COLUMNS",
     "LAND_USE_ALIASES",
     "NON_FARM_CLASSES",
+    "WKT_DECIMALS",
     "RuleContext",
     "big_recipient",
     "claim_frequency",
@@ -163,6 +180,10 @@ FARMLAND_RULES: tuple[str, ...] = (
     "farmland.year_change",
 )
 
+#: Decimals of the lon/lat coordinates of the WKT geometries in evidence (1e-7° ≈ 1 cm).
+WKT_DECIMALS = 7
+
+_GRID_M = 0.01  # the engines' default precision grid, for a GEOS topology error
 _UNIT_LABEL = {"m2": "m²", "mu": "mu", "ha": "ha", "km2": "km²"}
 _TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1", "x", "是", "真", "√"})
 
@@ -185,6 +206,12 @@ class RuleContext:
         The metric CRS of the overlay's geometries (default: the overlay's).
     timezone : str, default "Asia/Shanghai"
         The zone in which a year starts (for ``deceased_applicant``).
+    land_use : GeoDataFrame, optional
+        The land-use polygons the overlay was measured on (``land_use`` class and
+        geometry, in the metric CRS): ``non_farmland`` draws the declared land on the
+        non-farm ones into its evidence (``overlap_wkt``). Without them (inputs that
+        stay in PostGIS) that key is left out when the non-farm land comes from the
+        land-use layer.
     """
 
     area_unit: str
@@ -192,6 +219,7 @@ class RuleContext:
     persons: pd.DataFrame | None = None
     crs: pyproj.CRS | None = None
     timezone: str = "Asia/Shanghai"
+    land_use: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area_unit", normalize_area_unit(self.area_unit))
@@ -325,9 +353,14 @@ def _thresholds(**values: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
 
-def _declaration_geometry(overlay: Overlay) -> pd.Series:
-    """Each declaration's geometry: its drawing, else the declared reference parcel."""
+def _declaration_geometry(overlay: Overlay, only: Any = None) -> pd.Series:
+    """Each declaration's geometry: its drawing, else the declared reference parcel.
+
+    ``only``: just these declaration ids (the hits), not every declaration.
+    """
     decl = overlay.declarations
+    if only is not None:
+        decl = decl.loc[_among(decl["declaration_id"].astype(str), pd.Series(only).astype(str))]
     drawn = pd.Series(np.asarray(decl["geometry"], dtype=object), index=decl.index)
     parcel_geom = pd.Series(np.asarray(overlay.parcels["geometry"], dtype=object),
                             index=overlay.parcels["parcel_id"].astype(str).to_numpy())
@@ -339,16 +372,138 @@ def _declaration_geometry(overlay: Overlay) -> pd.Series:
 
 
 def _union_per_key(keys: pd.Series, geoms: np.ndarray, wanted: pd.Series) -> np.ndarray:
-    """Union of ``geoms`` per key (one group at a time, hits only), aligned to ``wanted``."""
-    if not len(wanted):
+    """Union of ``geoms`` per key (hits only), aligned to ``wanted`` (None: nothing).
+
+    Vectorised: one ``shapely.union_all(axis=1)`` per distinct number of geometries in
+    a group, not a loop per key; a group of one is taken as it is.
+    """
+    wanted = pd.Series(wanted, dtype=object).astype(str).reset_index(drop=True)
+    out = np.full(len(wanted), None, dtype=object)
+    geoms = _geoms(geoms)
+    keys = pd.Series(keys, dtype=object).astype(str).to_numpy(dtype=object)
+    ok = ~shapely.is_missing(geoms) & _among(keys, wanted)
+    if not ok.any():
+        return out
+    codes, uniques = pd.factorize(keys[ok])
+    order = np.argsort(codes, kind="stable")
+    codes, geoms = codes[order], geoms[ok][order]
+    counts = np.bincount(codes, minlength=len(uniques))
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    merged = np.empty(len(uniques), dtype=object)
+    for size in np.unique(counts):  # a few sizes, each one vectorised call
+        groups = np.flatnonzero(counts == size)
+        table = geoms[starts[groups][:, None] + np.arange(size)]
+        if size == 1:
+            merged[groups] = table[:, 0]
+            continue
+        try:
+            merged[groups] = shapely.union_all(table, axis=1)
+        except GEOSException:
+            merged[groups] = shapely.union_all(table, axis=1, grid_size=_GRID_M)
+    pos = pd.Index(uniques).get_indexer(wanted.to_numpy())
+    out[pos >= 0] = merged[pos[pos >= 0]]
+    return out
+
+
+def _geoms(values: Any) -> np.ndarray:
+    """A 1-D object array of geometries with every missing value (None, NaN, NA) as None."""
+    arr = np.array(values, dtype=object).reshape(-1)
+    arr[pd.isna(arr)] = None
+    return arr
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a ∩ b`` element-wise; on a GEOS topology error, on the engine's 1 cm grid."""
+    try:
+        return shapely.intersection(a, b)
+    except GEOSException:
+        return shapely.intersection(a, b, grid_size=_GRID_M)
+
+
+def _polygonal(geoms: Any) -> np.ndarray:
+    """The polygonal part of each geometry (the lines and points where shapes only touch
+    dropped); None where nothing polygonal is left. Vectorised over the geometries."""
+    arr = _geoms(geoms)
+    out = np.full(len(arr), None, dtype=object)
+    pos = np.flatnonzero(~shapely.is_missing(arr))
+    if not len(pos):
+        return out
+    parts, owner = shapely.get_parts(arr[pos], return_index=True)
+    parts, sub = shapely.get_parts(parts, return_index=True)  # a collection's multipolygons
+    owner = owner[sub]
+    keep = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    if not keep.any():
+        return out
+    where, dense = np.unique(pos[owner[keep]], return_inverse=True)
+    merged = shapely.multipolygons(parts[keep], indices=dense)
+    single = shapely.get_num_geometries(merged) == 1
+    merged[single] = shapely.get_geometry(merged[single], 0)
+    out[where] = merged
+    return out
+
+
+def _wkt(geoms: Any, crs: pyproj.CRS | None) -> list[str | None]:
+    """Each geometry as WKT in EPSG:4326 (lon/lat, :data:`WKT_DECIMALS` decimals).
+
+    None where the geometry is missing or empty (the evidence key is then left out) or
+    the CRS unknown. Only the given (hit) geometries are transformed.
+    """
+    arr = _geoms(geoms)
+    out = np.full(len(arr), None, dtype=object)
+    ok = ~(shapely.is_missing(arr) | shapely.is_empty(arr))
+    if crs is None or not ok.any():
+        return out.tolist()
+    lonlat = gpd.GeoSeries(arr[ok], crs=crs).to_crs(4326)
+    out[ok] = shapely.to_wkt(np.asarray(lonlat.array, dtype=object),
+                             rounding_precision=WKT_DECIMALS, trim=True)
+    return out.tolist()
+
+
+def _with(records: list[dict[str, Any]], key: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+    """Add ``key`` to each evidence record whose value is not None (else leave it out)."""
+    for record, value in zip(records, values, strict=True):
+        if value is not None:
+            record[key] = value
+    return records
+
+
+def _parcel_geometry(overlay: Overlay) -> pd.Series:
+    """Reference parcel geometries by parcel id (text)."""
+    geoms = pd.Series(np.asarray(overlay.parcels["geometry"], dtype=object),
+                      index=overlay.parcels["parcel_id"].astype(str).to_numpy())
+    return geoms[~geoms.index.duplicated()]
+
+
+def _on_parcels(overlay: Overlay, links: pd.DataFrame) -> np.ndarray:
+    """Declared land ∩ reference parcel for each row of ``links`` (hits only).
+
+    The parcel itself for a link ``by`` parcel id; the drawing ∩ the parcel for a drawn
+    declaration. Polygonal parts only.
+    """
+    if not len(links):
         return np.array([], dtype=object)
-    frame = gpd.GeoDataFrame({"k": keys.astype(str).to_numpy()},
-                             geometry=gpd.GeoSeries(np.asarray(geoms, dtype=object)))
-    frame = frame.loc[_among(frame["k"], wanted.astype(str)) & ~frame.geometry.isna()]
-    if not len(frame):
+    parcels = _geoms(_parcel_geometry(overlay).reindex(
+        links["parcel_id"].astype(str).to_numpy()).to_numpy(dtype=object))
+    wanted = links["declaration_id"].astype(str).to_numpy()
+    declared = _geoms(_declaration_geometry(overlay, wanted).reindex(wanted).to_numpy(
+        dtype=object))
+    by_id = (links["by"].astype(str) == "id").to_numpy()
+    pieces = np.full(len(links), None, dtype=object)
+    cut = ~by_id & ~shapely.is_missing(parcels) & ~shapely.is_missing(declared)
+    if cut.any():
+        pieces[cut] = _intersection(declared[cut], parcels[cut])
+    pieces[by_id] = parcels[by_id]
+    return _polygonal(pieces)
+
+
+def _union_on_parcels(overlay: Overlay, links: pd.DataFrame, key: str,
+                      wanted: pd.Series) -> np.ndarray:
+    """Per ``wanted`` key: the union of its links' declared land ∩ reference parcels."""
+    links = links.loc[_among(links[key].astype(str), wanted.astype(str))]
+    if not len(links):
         return np.full(len(wanted), None, dtype=object)
-    merged = frame.dissolve(by="k").geometry
-    return merged.reindex(wanted.astype(str).to_numpy()).to_numpy(dtype=object)
+    union = _union_per_key(links[key], _on_parcels(overlay, links), wanted)
+    return _polygonal(union)
 
 
 def _finish(data: dict[str, Any], geoms: Any, crs: pyproj.CRS | None) -> gpd.GeoDataFrame:
@@ -634,6 +789,8 @@ def over_declared(overlay: Overlay, context: RuleContext, *, buffer_m: float = 1
                   + " of the area determined); band: " + pd.Series(labels))
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(hit["declared_m2"] > 0, hit["excess_m2"] / hit["declared_m2"], 1.0)
+        found_geom = _union_on_parcels(overlay, links, "declaration_id", ids)
+        records = _with(_records(evidence, len(hit)), "overlap_wkt", _wkt(found_geom, crs))
         parts.append(_finish({
             "rule": code, "subject_type": "declaration", "subject_id": ids.to_numpy(),
             "unit": _text(hit["village"]), "period": hit["year"].astype(str).to_numpy(),
@@ -642,7 +799,7 @@ def over_declared(overlay: Overlay, context: RuleContext, *, buffer_m: float = 1
             "observed_at": _observed(hit["year"]),
             "title": "Declared area above the eligible area found (declared parcel)",
             "detail": ("Declaration " + ids + ": " + detail).to_numpy(),
-            "evidence": _records(evidence, len(hit)),
+            "evidence": records,
         }, geoms, crs))
 
     # Level 2: the applicant and year.
@@ -792,8 +949,11 @@ def outside_reference(overlay: Overlay, context: RuleContext, *, share: float = 
         "subsidy_amount": _none_if_nan(hit["subsidy"]),
         "thresholds": _thresholds(share=share, min_m2=min_m2),
     }
-    for name in ("declared", "drawn", "outside"):
+    hit["inside_m2"] = (hit["drawn_m2"] - hit["outside_m2"]).clip(lower=0.0)
+    for name in ("declared", "drawn", "outside", "inside"):
         _areas(evidence, name, hit[f"{name}_m2"], unit)
+    links = overlay.links.loc[:, ["declaration_id", "parcel_id", "by"]].astype(str)
+    inside = _union_on_parcels(overlay, links, "declaration_id", ids)
     detail = ("Declaration " + ids + ": " + _fmt_area(hit["outside_m2"], unit) + " ("
               + _pct(outside_share) + ") of the drawn " + _fmt_area(hit["drawn_m2"], unit)
               + " lie outside every reference parcel"
@@ -805,7 +965,8 @@ def outside_reference(overlay: Overlay, context: RuleContext, *, share: float = 
         "amount_at_risk": (hit["subsidy"] * outside_share).to_numpy(),
         "observed_at": _observed(hit["year"]),
         "title": "Declared land outside the reference parcels",
-        "detail": detail.to_numpy(), "evidence": _records(evidence, len(hit)),
+        "detail": detail.to_numpy(),
+        "evidence": _with(_records(evidence, len(hit)), "inside_wkt", _wkt(inside, crs)),
     }, _outside_geometry(overlay, ids), crs)
 
 
@@ -919,6 +1080,48 @@ def double_claim(overlay: Overlay, context: RuleContext, *, min_overlap_m2: floa
 # ---------------------------------------------------------------------------------------------
 # farmland.non_farmland
 # ---------------------------------------------------------------------------------------------
+
+
+def _nonfarm_geometry(overlay: Overlay, context: RuleContext, ids: pd.Series,
+                      from_parcels: np.ndarray, wanted: set[str]) -> np.ndarray:
+    """Per hit declaration: its declared land on the non-farm classes ``wanted``.
+
+    From the reference parcels of those classes where the rule measured them there
+    (``from_parcels``), else from the land-use polygons of :attr:`RuleContext.land_use`
+    (None without them). Only the hits' declarations are cut.
+    """
+    out = np.full(len(ids), None, dtype=object)
+    ids = ids.astype(str).reset_index(drop=True)
+    if from_parcels.any():
+        parcel_class = pd.Series(
+            land_use_class(overlay.parcels["land_use"].astype("string")).to_numpy(),
+            index=overlay.parcels["parcel_id"].astype(str).to_numpy())
+        parcel_class = parcel_class[~parcel_class.index.duplicated()]
+        links = overlay.links.loc[:, ["declaration_id", "parcel_id", "by"]].astype(str)
+        links = links.loc[links["parcel_id"].map(parcel_class).isin(wanted).to_numpy(dtype=bool)]
+        out[from_parcels] = _union_on_parcels(overlay, links, "declaration_id",
+                                              ids[from_parcels])
+    lu = context.land_use
+    rest = ~from_parcels
+    if lu is None or not len(lu) or not rest.any() or "land_use" not in lu.columns:
+        return out
+    lu = lu if not isinstance(lu, gpd.GeoDataFrame) or lu.crs is None or overlay.crs is None \
+        else lu.to_crs(overlay.crs)
+    column = lu.geometry.name if isinstance(lu, gpd.GeoDataFrame) else "geometry"
+    polys = _geoms(np.asarray(lu[column], dtype=object))
+    polys = polys[land_use_class(lu["land_use"].astype("string")).isin(wanted).to_numpy(
+        dtype=bool) & ~shapely.is_missing(polys)]
+    declared = _geoms(_declaration_geometry(overlay, ids[rest]).reindex(
+        ids[rest].to_numpy()).to_numpy(dtype=object))
+    if not len(polys) or shapely.is_missing(declared).all():
+        return out
+    d_of, l_of = shapely.STRtree(polys).query(declared, predicate="intersects")
+    if not len(d_of):
+        return out
+    pieces = _polygonal(_intersection(declared[d_of], polys[l_of]))
+    keys = pd.Series(ids[rest].to_numpy()[d_of])
+    out[rest] = _polygonal(_union_per_key(keys, pieces, ids[rest]))
+    return out
 
 
 @rule(
@@ -1038,6 +1241,8 @@ def non_farmland(overlay: Overlay, context: RuleContext, *, min_m2: float = 1000
               + " lie on land use " + classes_text
               + f" (threshold: {min_m2:g} m² or {share:.0%})")
     geoms = _declaration_geometry(overlay).reindex(ids.to_numpy()).to_numpy(dtype=object)
+    from_parcels = _among(ids, list(chosen))
+    nonfarm = _nonfarm_geometry(overlay, context, ids, from_parcels, wanted)
     return _finish({
         "rule": code, "subject_type": "declaration", "subject_id": ids.to_numpy(),
         "unit": _text(hit["village"]), "period": hit["year"].astype(str).to_numpy(),
@@ -1045,7 +1250,8 @@ def non_farmland(overlay: Overlay, context: RuleContext, *, min_m2: float = 1000
         "amount_at_risk": (hit["subsidy"] * hit["share"]).to_numpy(),
         "observed_at": _observed(hit["year"]),
         "title": "Declared land on non-farm land use",
-        "detail": detail.to_numpy(), "evidence": _records(evidence, len(hit)),
+        "detail": detail.to_numpy(),
+        "evidence": _with(_records(evidence, len(hit)), "overlap_wkt", _wkt(nonfarm, crs)),
     }, geoms, crs)
 
 
@@ -1571,6 +1777,10 @@ def year_change(overlay: Overlay, context: RuleContext, *, area_change: float = 
     score = np.fmax(np.nan_to_num(area_ratio.to_numpy(), nan=0.0) / (1.0 + np.nan_to_num(
         area_ratio.to_numpy(), nan=0.0)), table["geometry_change"].fillna(0.0).to_numpy())
     score = np.where(np.isinf(table["area_change"]), 1.0, score)
+    # last year's drawing, when the drawing changed (not when only the declared area did)
+    before = _geoms(before)
+    same = (table["sym_diff_m2"] == 0).to_numpy(dtype=bool) & ~shapely.is_missing(_geoms(now))
+    previous = np.where(shapely.is_missing(before) | same, None, before)
     return _finish({
         "rule": code, "subject_type": "declaration", "subject_id": ids.to_numpy(),
         "unit": _text(table["village"]), "period": table["year"].astype(str).to_numpy(),
@@ -1578,5 +1788,6 @@ def year_change(overlay: Overlay, context: RuleContext, *, area_change: float = 
         "amount_at_risk": (table["subsidy"] * share).to_numpy(),
         "observed_at": _observed(table["year"]),
         "title": "Declared area or shape changed sharply from the previous year",
-        "detail": detail.to_numpy(), "evidence": _records(evidence, len(table)),
+        "detail": detail.to_numpy(),
+        "evidence": _with(_records(evidence, len(table)), "previous_wkt", _wkt(previous, crs)),
     }, geometry, crs)

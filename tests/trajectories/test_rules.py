@@ -117,6 +117,62 @@ def test_no_stop_at_station_fires_below_the_dwell():
     assert "no stop nearby" in hits["detail"].iloc[1]
 
 
+def test_no_stop_at_station_evidence_has_the_nearest_point_like_away_from_station():
+    e = ev(**gps(nearest_m=[20.0, 500.0], nearest_lon=[116.4001, 116.405],
+                 nearest_lat=[39.9001, 39.902], stop_id="", stop_m=np.nan))
+    near = evidence_of(run("fuel.no_stop_at_station", e))
+    away = evidence_of(run("fuel.away_from_station", e))
+    assert (near["tx_id"], away["tx_id"]) == ("T1", "T2")
+    assert (near["nearest_lon"], near["nearest_lat"]) == (116.4001, 39.9001)
+    assert (away["nearest_lon"], away["nearest_lat"]) == (116.405, 39.902)
+    # the same keys in both rules, so that the map draws both nearest approaches alike
+    shared = {"nearest_m", "nearest_at", "nearest_lon", "nearest_lat", "nearest_fix_id",
+              "station_id", "station_lon", "station_lat", "stop_id", "stop_m"}
+    assert shared <= set(near) and shared <= set(away)
+    assert near["nearest_fix_id"] == 17
+
+
+def test_evidence_naming_a_station_locates_it():
+    # every rule, on a table where each fires; a transaction without a known station
+    # (T2: no coordinates) keeps its station id and gives no point
+    n = 6
+    t = [T0 + pd.Timedelta(minutes=30 * i) for i in range(n)]
+    e = ev(**gps(nearest_m=[20.0, 20.0, 900.0, 900.0, 20.0, 20.0], stop_id="", stop_m=np.nan,
+                 covered=[True, True, True, True, False, False],
+                 nearest_lon=116.41, nearest_lat=39.91,
+                 cum_m=[0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0], cum_gap_m=0.0),
+           time=t, station_id=["S1", "S9", "S1", "S2", "S1", "S2"],
+           station_lon=[116.4, np.nan, 116.4, 116.5, 116.4, 116.5],
+           station_lat=[39.9, np.nan, 39.9, 39.95, 39.9, 39.95],
+           litres=70.0, tank_l=50.0, rated_l_per_100km=10.0, product=["0#"] * n,
+           odometer_km=[1000.0, 900.0, 900.0, 5000.0, 4000.0, 4000.0], status="scrapped")
+    ctx = FuelContext(tz="Asia/Shanghai", calendar=WorkCalendar())
+    seen = set()
+    for code in FUEL_RULES:
+        hours = {"work_start": "22:00", "work_end": "23:00"} if code == "fuel.off_hours" else {}
+        hits = run(code, e, ctx, **hours)
+        assert len(hits), code
+        alerts = make_alerts(hits)
+        for i in range(len(hits)):
+            evid = json.loads(alerts["evidence"].iloc[i])
+            if "station_id" in evid:
+                sid = evid["station_id"]
+                assert sid in {"S1", "S2", "S9"}, code
+                lon, lat = evid["station_lon"], evid["station_lat"]
+                if sid == "S9":
+                    assert lon is None and lat is None
+                else:
+                    assert (lon, lat) == {"S1": (116.4, 39.9), "S2": (116.5, 39.95)}[sid]
+                    # the point the alert is drawn at
+                    point = hits.geometry.iloc[i]
+                    assert (point.x, point.y) == (lon, lat), code
+                seen.add(code)
+            else:
+                assert set(evid["station_ids"]) <= {"S1", "S2", "S9"}, code
+                seen.add(code)
+    assert seen == set(FUEL_RULES)
+
+
 def test_no_gps_coverage_when_uncovered_only_with_gps_input():
     e = ev(**gps(covered=[True, False, False, False], n_fixes=[40, 0, 3, 10],
                  in_gap=[False, False, False, True],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
@@ -597,3 +599,250 @@ def test_bad_threshold_values_are_config_errors():
         run("farmland.outside_reference", _outside(0.5), share=1.5)
     with pytest.raises(ConfigError):
         run("farmland.over_declared", one_parcel_geometry_overlay(14000.0), buffer_m=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# evidence geometry for the review map (WKT in EPSG:4326, only what no stored layer holds)
+# --------------------------------------------------------------------------------------------
+
+#: The area each evidence WKT is measured as, by rule and key.
+STATED = {("farmland.over_declared", "overlap_wkt"): "overlap_m2",
+          ("farmland.outside_reference", "inside_wkt"): "inside_m2",
+          ("farmland.non_farmland", "overlap_wkt"): "nonfarm_m2"}
+
+
+def lonlat(text: str) -> shapely.Geometry:
+    """Parse evidence WKT and check that it is polygonal lon/lat with at most 7 decimals."""
+    assert isinstance(text, str) and not text.startswith("SRID")
+    geom = shapely.from_wkt(text)
+    assert geom.geom_type in ("Polygon", "MultiPolygon") and not geom.is_empty, text[:60]
+    west, south, east, north = geom.bounds
+    assert -180 <= west <= east <= 180 and -90 <= south <= north <= 90
+    assert max(len(d) for d in re.findall(r"\.(\d+)", text)) <= farm_rules.WKT_DECIMALS
+    return geom
+
+
+def wkt_in(e: dict, key: str, crs: pyproj.CRS = CRS) -> shapely.Geometry:
+    """The evidence WKT ``key`` (checked: lon/lat near Hefei) back in the metric ``crs``."""
+    geom = lonlat(e[key])
+    x, y = geom.centroid.coords[0]
+    if crs == CRS:
+        assert 116.5 < x < 117.5 and 31.0 < y < 32.0  # EPSG:4548 near X0, Y0
+    return gpd.GeoSeries([geom], crs=4326).to_crs(crs).iloc[0]
+
+
+def test_over_declared_evidence_draws_the_eligible_overlap():
+    p1, p2, p3 = sq(0, 0, 100), sq(100, 0, 100), sq(300, 0, 100)
+    drawn = sq(50, -20, 100, 120)  # half on P1, half on P2, 20 m outside both
+    ov = overlay(
+        [decl("D1", 14000.0, geom=drawn),
+         decl("D2", 15000.0, applicant="A2", parcel_id="P3", perimeter=400.0)],
+        [parcel("P1", p1), parcel("P2", p2), parcel("P3", p3)],
+        links=[{"declaration_id": "D1", "parcel_id": "P1", "overlap_m2": 5000.0,
+                "by": "geometry"},
+               {"declaration_id": "D1", "parcel_id": "P2", "overlap_m2": 5000.0,
+                "by": "geometry"},
+               {"declaration_id": "D2", "parcel_id": "P3", "overlap_m2": 10000.0, "by": "id"}])
+    hits = run("farmland.over_declared", ov)
+    at = {(t, s): i for i, (t, s) in enumerate(zip(hits["subject_type"], hits["subject_id"],
+                                                   strict=True))}
+    e1 = ev(hits, at[("declaration", "D1")])
+    found = wkt_in(e1, "overlap_wkt")
+    assert e1["overlap_m2"] == 10000.0 and found.area == pytest.approx(10000.0, rel=1e-3)
+    assert found.symmetric_difference(shapely.intersection(drawn, p1 | p2)).area < 1.0
+    assert e1["parcel_ids"] == ["P1", "P2"]  # the reference parcels, from the stored layer
+    # a declaration by parcel id: the eligible land found is the parcel, vertex for vertex
+    e2 = ev(hits, at[("declaration", "D2")])
+    parcel_drawn = wkt_in(e2, "overlap_wkt")
+    assert parcel_drawn.symmetric_difference(p3).area < 1.0
+    assert shapely.get_num_coordinates(lonlat(e2["overlap_wkt"])) == 5
+    assert parcel_drawn.area == pytest.approx(e2["overlap_m2"], rel=1e-3)
+
+
+def test_outside_reference_evidence_draws_the_inside_part():
+    ov = overlay([decl("D1", 10000.0, geom=sq(50, 0, 100)),
+                  decl("D2", 2500.0, geom=sq(500, 500, 50), applicant="A2")],
+                 [parcel("P1", sq(0, 0, 100))],
+                 links=[{"declaration_id": "D1", "parcel_id": "P1", "overlap_m2": 5000.0,
+                         "by": "geometry"}],
+                 outside=[{"declaration_id": "D1", "outside_m2": 5000.0, "outside_share": 0.5},
+                          {"declaration_id": "D2", "outside_m2": 2500.0,
+                           "outside_share": 1.0}])
+    hits = run("farmland.outside_reference", ov)
+    assert hits["subject_id"].tolist() == ["D1", "D2"]
+    e1, e2 = ev(hits, 0), ev(hits, 1)
+    inside = wkt_in(e1, "inside_wkt")
+    assert e1["inside_m2"] == 5000.0 and inside.area == pytest.approx(5000.0, rel=1e-3)
+    assert inside.symmetric_difference(sq(50, 0, 50, 100)).area < 1.0
+    assert hits.geometry.iloc[0].symmetric_difference(sq(100, 0, 50, 100)).area < 1e-6
+    assert e1["parcel_ids"] == ["P1"]
+    # nothing inside any reference parcel: the key is left out, not an empty geometry
+    assert "inside_wkt" not in e2 and e2["inside_m2"] == 0.0 and e2["parcel_ids"] == []
+
+
+def test_double_claim_evidence_names_both_declarations_of_the_stored_layer():
+    hits = run("farmland.double_claim", _pair(2500.0))
+    e = ev(hits)
+    # the map resolves "declaration_ids" against the stored layer "declarations"
+    # (id column declaration_id, see reconcile.write_run); the overlap is the geometry
+    assert e["declaration_ids"] == ["D1", "D2"]
+    assert not [k for k in e if k.endswith("_wkt")]
+    assert hits.geometry.iloc[0].area == pytest.approx(e["overlap_m2"])
+
+
+def test_non_farmland_evidence_draws_the_nonfarm_land():
+    g = sq(0, 0, 100)
+    layer = gpd.GeoDataFrame({"land_use": ["建设用地", "耕地", "water"]},
+                             geometry=[sq(80, 0, 50, 100), sq(0, 0, 80, 100), sq(-300, 0, 50)],
+                             crs=CRS)
+    ov = overlay([decl("D1", 10000.0, geom=g)], [parcel("P1", g)],
+                 links=[{"declaration_id": "D1", "parcel_id": "P1", "overlap_m2": 10000.0,
+                         "by": "geometry"}],
+                 land_use=[{"declaration_id": "D1", "land_use": "建设用地", "overlap_m2": 2000.0},
+                           {"declaration_id": "D1", "land_use": "耕地", "overlap_m2": 8000.0}])
+    with_layer = farm_rules.RuleContext(area_unit="mu", years=(2025,), crs=CRS, land_use=layer)
+    e = ev(run("farmland.non_farmland", ov, with_layer))
+    built = wkt_in(e, "overlap_wkt")
+    assert e["nonfarm_m2"] == 2000.0 and built.area == pytest.approx(2000.0, rel=1e-3)
+    assert built.symmetric_difference(sq(80, 0, 20, 100)).area < 1.0  # farmland not drawn
+    # a land-use layer in another CRS is brought to the overlay's
+    other = farm_rules.RuleContext(area_unit="mu", years=(2025,), crs=CRS,
+                                   land_use=layer.to_crs(4326))
+    assert wkt_in(ev(run("farmland.non_farmland", ov, other)), "overlap_wkt").area == \
+        pytest.approx(2000.0, rel=1e-3)
+    # without the polygons (inputs reconciled in PostGIS) only that key is left out
+    bare = ev(run("farmland.non_farmland", ov, ctx()))
+    assert bare == {k: v for k, v in e.items() if k != "overlap_wkt"}
+
+
+def test_non_farmland_evidence_from_the_reference_parcels_land_use():
+    g = sq(0, 0, 100)
+    ov = overlay([decl("D1", 10000.0, parcel_id="P1", perimeter=400.0)],
+                 [parcel("P1", g, land_use="forest")],
+                 links=[{"declaration_id": "D1", "parcel_id": "P1", "overlap_m2": 10000.0,
+                         "by": "id"}])
+    e = ev(run("farmland.non_farmland", ov))  # no land-use polygons needed
+    assert e["nonfarm_source"] == "reference parcel land_use"
+    forest = wkt_in(e, "overlap_wkt")
+    assert forest.symmetric_difference(g).area < 1.0
+    assert forest.area == pytest.approx(e["nonfarm_m2"], rel=1e-3)
+
+
+def test_year_change_evidence_draws_last_years_drawing_when_it_changed():
+    hits = run("farmland.year_change", _change(13000.0, 10000.0, 3000.0, 13000.0, drawn=True))
+    before = wkt_in(ev(hits), "previous_wkt")
+    assert before.symmetric_difference(sq(0, 0, 100)).area < 1.0
+    assert ev(hits)["previous_id"] == "D24"
+    # no drawing last year: nothing to draw
+    assert "previous_wkt" not in ev(run("farmland.year_change", _change(13000.0, 10000.0)))
+    # the same drawing, only the declared area changed: the current drawing says it all
+    same = sq(0, 0, 100)
+    ov = overlay([decl("D25", 13000.0, geom=same), decl("D24", 10000.0, geom=same, year=2024)],
+                 changes=[{"declaration_id": "D25", "previous_id": "D24", "declared_m2": 13000.0,
+                           "previous_m2": 10000.0, "sym_diff_m2": 0.0, "union_m2": 10000.0}])
+    e = ev(run("farmland.year_change", ov))
+    assert e["area_change"] == pytest.approx(0.3) and "previous_wkt" not in e
+
+
+def _check_evidence_shapes(alerts: pd.DataFrame, crs: pyproj.CRS,
+                           previous_m2: pd.Series) -> pd.DataFrame:
+    """Every ``*_wkt`` of ``alerts``: lon/lat, and its area back in ``crs`` vs the evidence's."""
+    rows = []
+    for code, text in zip(alerts["rule"], alerts["evidence"], strict=True):
+        e = json.loads(text)
+        for key, value in e.items():
+            if not key.endswith("_wkt"):
+                continue
+            back = gpd.GeoSeries([lonlat(value)], crs=4326).to_crs(crs).iloc[0]
+            stated = (previous_m2[e["previous_id"]] if key == "previous_wkt"
+                      else e[STATED[(code, key)]])
+            rows.append({"rule": code, "key": key, "area": back.area, "stated": stated,
+                         "perimeter": back.length})
+    shapes = pd.DataFrame(rows)
+    diff = (shapes["area"] - shapes["stated"]).abs()
+    # rounding to 1e-7° (≤ 0.56 cm) moves the area by at most ~ perimeter × 0.56 cm; that is
+    # below 0.1 % for all but the smallest pieces, which must stay within the rounding
+    small = diff > 1e-3 * shapes["stated"]
+    assert (diff[small] <= shapes.loc[small, "perimeter"] * 0.0056).all(), shapes[small]
+    assert (~small[shapes["stated"] >= 1000.0]).all(), shapes[small]
+    return shapes
+
+
+def test_evidence_geometry_on_the_demo_village(tmp_path):
+    from geosup.config import Settings
+    from geosup.farmland.demo import farmland_scenario
+    from geosup.store import open_store
+
+    with open_store(tmp_path / "geosup.gpkg") as store:
+        farmland_scenario(store, tmp_path, Settings())
+        alerts = store.alerts()
+        layers = store.layers().set_index("name")
+        declarations = store.read_layer("declarations")
+        previous = store.read_layer("previous")
+    crs = declarations.crs
+    assert crs.is_projected  # the layers as used, in the metric CRS
+    shapes = _check_evidence_shapes(alerts, crs, previous.set_index(
+        previous["declaration_id"].astype(str)).area)
+    assert (shapes["area"] - shapes["stated"]).abs().max() <= 1e-3 * shapes["stated"].max()
+    evidence = [json.loads(t) for t in alerts["evidence"]]
+    rules = alerts["rule"].to_numpy()
+    for code, key in (*STATED, ("farmland.year_change", "previous_wkt")):
+        assert any(key in e for e, r in zip(evidence, rules, strict=True) if r == code), code
+    for e, code in zip(evidence, rules, strict=True):
+        if code == "farmland.over_declared" and e["level"] == "declaration":
+            assert "overlap_wkt" in e
+        if code == "farmland.non_farmland":
+            assert "overlap_wkt" in e
+        if code == "farmland.year_change" and e["geometry_change"]:
+            assert "previous_wkt" in e
+    # double claims: both declarations are features of the stored layer the map reads
+    assert layers.loc["declarations", "id_column"] == "declaration_id"
+    stored = set(declarations["declaration_id"].astype(str))
+    pairs = [e["declaration_ids"] for e, r in zip(evidence, rules, strict=True)
+             if r == "farmland.double_claim"]
+    assert pairs and all(len(p) == 2 and set(p) <= stored for p in pairs)
+
+
+def test_evidence_geometry_on_real_parcels(shared_data):
+    # Danish declared fields (fiboa test data, EPSG:25832) as reference parcels; this
+    # year's declarations drawn 15 m/10 m off, a tenth claimed again by someone else 10 m
+    # the other way; last year's drawings the fields themselves; some fields woodland.
+    from geosup.farmland.reconcile import reconcile
+
+    fields = gpd.read_file(shared_data / "parcels/declared/dk/Marker_2026.zip")
+    n = len(fields)
+    geoms = fields.geometry.to_numpy()
+    pid = [f"P{i:03d}" for i in range(n)]
+    area = fields.area.to_numpy()
+    applicant = ("CVR" + fields["CVR"].astype(str)).to_numpy()
+    parcels = gpd.GeoDataFrame({"parcel_id": pid, "eligible_area": area * 0.95 / 1e4},
+                               geometry=geoms, crs=fields.crs)
+
+    def declarations(prefix, drawings, who, year, factor):
+        return gpd.GeoDataFrame({
+            "declaration_id": [f"{prefix}{i:03d}" for i in range(len(drawings))],
+            "applicant_id": who, "year": year, "declared_area": area[:len(drawings)] * factor
+            / 1e4, "village": "V", "subsidy_amount": 1000.0}, geometry=drawings, crs=fields.crs)
+
+    def moved(drawings, dx, dy):
+        return shapely.transform(drawings, lambda c: c + np.array([dx, dy]))
+
+    now = declarations("D", moved(geoms, 15.0, 10.0), applicant, 2025, 1.1)
+    again = declarations("X", moved(geoms[::10], -10.0, 0.0), "OTHER", 2025, 1.0)
+    again["declared_area"] = area[::10] / 1e4
+    before = declarations("B", geoms, applicant, 2024, 1.0)
+    land_use = gpd.GeoDataFrame({"land_use": ["林地", "耕地"] * 10},
+                                geometry=shapely.buffer(geoms[5:25], -3.0), crs=fields.crs)
+    result = reconcile(pd.concat([now, again], ignore_index=True), parcels, land_use=land_use,
+                       previous=before, area_unit="ha")
+    crs = result.overlay.crs
+    drawn = result.overlay.declarations.set_index(
+        result.overlay.declarations["declaration_id"].astype(str))["drawn_m2"]
+    shapes = _check_evidence_shapes(result.alerts, crs, drawn)
+    counts = shapes.groupby(["rule", "key"]).size()
+    assert set(counts.index) == {*STATED, ("farmland.year_change", "previous_wkt")}
+    assert (counts >= 10).all(), counts
+    lon, lat = (gpd.GeoSeries([lonlat(t) for t in result.alerts["evidence"].map(
+        lambda x: json.loads(x).get("overlap_wkt")).dropna()], crs=4326).union_all()
+        .centroid.coords[0])
+    assert 8.0 < lon < 15.5 and 54.5 < lat < 58.0  # Denmark
