@@ -41,12 +41,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import logging
 import re
 import tempfile
 import tomllib
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
@@ -290,6 +292,14 @@ def _band_files(src: PathArg | Sequence[PathArg]) -> tuple[Path, ...]:
     return files
 
 
+@contextlib.contextmanager
+def _quiet_georef() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning: :func:`_check_crs` raises the clear error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        yield
+
+
 def _check_crs(path: Path, src: rasterio.DatasetReader) -> None:
     if src.crs is None:
         msg = (f"raster {path} has no coordinate reference system; assign one "
@@ -410,7 +420,7 @@ class ImageEntry:
         infos = []
         for f in files:
             try:
-                with rasterio.open(f) as ds:
+                with _quiet_georef(), rasterio.open(f) as ds:
                     _check_crs(f, ds)
                     infos.append((ds.count, ds.descriptions, ds.colorinterp, ds.nodatavals,
                                   ds.dtypes))
@@ -757,7 +767,7 @@ def ingest_cog(
         msg = f"{dst} exists; pass overwrite=True (--overwrite) to replace it"
         raise DataSourceError(msg)
     try:
-        with rasterio.open(src) as ds:
+        with _quiet_georef(), rasterio.open(src) as ds:
             _check_crs(src, ds)
             day = _parse_date(acquired_on) if acquired_on is not None else None
             if day is None:

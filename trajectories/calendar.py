@@ -133,6 +133,12 @@ def read_calendar_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                             skipinitialspace=True)
+    except PermissionError:
+        msg = f"cannot read the calendar file {p}: permission denied"
+        raise DataSourceError(msg) from None
+    except FileNotFoundError:
+        msg = f"the calendar file {p} does not exist"
+        raise DataSourceError(msg) from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
         msg = f"cannot read the calendar file {p}: {err}"
         raise DataSourceError(msg) from err

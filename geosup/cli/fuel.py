@@ -164,7 +164,8 @@ def fuel() -> None:
               help="Coordinate system of the fixes.")
 @input_crs_option
 @unit_option("transactions.litres=gal")
-@click.option("--calendar", "calendar_file", type=click.Path(dir_okay=False), default=None,
+@click.option("--calendar", "calendar_file", type=click.Path(dir_okay=False, readable=False),
+              default=None,
               help="A calendar CSV (date, kind[, name]) overriding weekends and holidays.")
 @click.option("--rule", "rules", multiple=True, metavar="CODE",
               help="Run only these rules (fuel.* patterns allowed). Repeatable.")

@@ -233,7 +233,7 @@ def compare_cmd(before: str | None, after: str | None, more: tuple[str, ...],
 
 
 @imagery.command("ingest")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False, readable=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--blocksize", type=click.IntRange(16, 4096), default=512, show_default=True,
               help="Tile size in pixels (multiple of 16).")

@@ -287,6 +287,12 @@ class GeoPackageStore(Store):
         if not self.path.parent.exists():
             msg = f"cannot create store {self.url}: folder {self.path.parent} does not exist"
             raise StoreConnectionError(msg)
+        try:  # SQLite reports a file it may not read as "unable to open database file"
+            if self.path.exists():
+                self.path.open("rb").close()
+        except PermissionError:
+            msg = f"cannot open store {self.url}: permission denied"
+            raise StoreConnectionError(msg) from None
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
             register_geometry_functions(self._conn)
@@ -298,6 +304,11 @@ class GeoPackageStore(Store):
             raise StoreConnectionError(msg) from err
         if tables and app not in (_APPLICATION_ID, 0x47503130):
             msg = f"{self.url} is an SQLite file but not a GeoPackage; refusing to use it"
+            raise StoreConnectionError(msg)
+        if not create and not self._table_exists("runs"):
+            msg = (f"{self.url} is a GeoPackage but not a geosup store (no alerts, runs or "
+                   "rejects tables); run a check into it or `geosup db init --store "
+                   f"{self.url}` first")
             raise StoreConnectionError(msg)
         if create:
             self.init()
