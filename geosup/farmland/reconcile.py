@@ -47,7 +47,7 @@ import pandas as pd
 from geosup.alerts import empty_alerts, make_alerts
 from geosup.config import Settings
 from geosup.crs import normalize_area_unit
-from geosup.errors import ConfigError, CRSError
+from geosup.errors import ConfigError
 from geosup.farmland.rules import HIT_COLUMNS, RuleContext
 from geosup.farmland.tables import Overlay
 from geosup.io import (
@@ -490,16 +490,12 @@ def read_inputs(
         options.update(columns=dict(columns.get(name, {})) or None, tz=timezone,
                        units=dict(units.get(name, {})) or None, target_units=targets or None,
                        crs_hint=crs_hint.format(input=name) if crs_hint else None)
+        # ``crs`` is for layers that carry none (a Shapefile without .prj, a CSV with WKT);
+        # a layer with its own CRS keeps it.
         declared = (crs.get(name, crs.get("*")) if isinstance(crs, Mapping) else crs)
-        try:
-            frame, result, ledger = _read_one(source, name=name, options=options)
-        except CRSError:
-            # ``crs`` is for layers that carry none (a Shapefile without .prj, a CSV with
-            # WKT); a layer with its own CRS keeps it.
-            if declared is None or options.get("geometry") == "none":
-                raise
-            frame, result, ledger = _read_one(source, name=name,
-                                              options={**options, "crs": declared})
+        if options.get("geometry") != "none":
+            options["default_crs"] = declared
+        frame, result, ledger = _read_one(source, name=name, options=options)
         frames[name] = frame
         sources[name] = str(source)
         if result.source_rows is not None:

@@ -819,6 +819,14 @@ def test_layer_without_crs(tmp_path: Path, driver: str) -> None:
     check_invariant(result)
     assert result.frame.crs.to_epsg() == 32650
     assert result.rows_used == 2
+    # default_crs fills in a missing CRS but never replaces a layer's own
+    assert read_table(path, default_crs="EPSG:32650").frame.crs.to_epsg() == 32650
+    own = tmp_path / f"own.{driver}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _no_crs_layer().set_crs(32651).to_file(own)
+    assert read_table(own, default_crs="EPSG:32650").frame.crs.to_epsg() == 32651
+    assert read_table(own, crs="EPSG:32650").frame.crs.to_epsg() == 32650
 
 
 def test_shapefile_without_prj_in_zip(tmp_path: Path) -> None:
