@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -37,7 +38,7 @@ import shapely
 
 from geosup.errors import StoreConnectionError
 
-__all__ = ["assert_same_alerts", "find_pg_bindir", "postgis_server"]
+__all__ = ["assert_same_alerts", "cli_error_line", "find_pg_bindir", "postgis_server"]
 
 #: Alert columns compared as text by :func:`assert_same_alerts`.
 _TEXT_COLUMNS = ("rule", "domain", "severity", "subject_type", "subject_id", "unit", "period",
@@ -76,6 +77,30 @@ def assert_same_alerts(left: gpd.GeoDataFrame, right: gpd.GeoDataFrame, *,
     same = shapely.equals_exact(ga, gb, tolerance=tolerance) | (
         shapely.is_missing(ga) & shapely.is_missing(gb))
     assert same.all(), f"different geometry for {a.loc[~same, 'alert_id'].tolist()[:5]}"
+
+
+def cli_error_line(result: Any) -> str:
+    """The one error line of a failed ``geosup`` command, checked as users see it.
+
+    ``result`` is a :class:`click.testing.Result` (or anything with ``exit_code``,
+    ``stderr`` and ``output``). Asserts exit code 1, exactly one non-blank line on
+    stderr, starting ``Error: ``, not an unexpected error, and no traceback.
+
+    Examples
+    --------
+    >>> from click.testing import CliRunner
+    >>> from geosup.cli import main
+    >>> res = CliRunner().invoke(main, ["alerts", "show", "x", "--store", "/no/such/dir/s.gpkg"])
+    >>> cli_error_line(res)
+    'Error: store /no/such/dir/s.gpkg does not exist; run a check or `geosup db init` first'
+    """
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    assert not lines[0].startswith("Error: unexpected"), lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
 
 
 def find_pg_bindir() -> Path | None:

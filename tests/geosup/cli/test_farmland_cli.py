@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from geosup.cli import main
 from geosup.store import open_store
+from geosup.testing import cli_error_line
 
 AT = "parcels/reference/at/inspire_referenzen_2021_polygon.gpkg.zip"
 MAP = [
@@ -143,17 +144,11 @@ def test_postgis_engine_inside_the_store_run(runner, shared_data, tmp_path, post
     assert params["engine"] == "postgis"
 
 
-def _one_line_error(res) -> str:
-    assert res.exit_code == 1, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), res.stderr
-    assert "Traceback" not in res.output
-    return lines[0]
 
 
 def test_missing_column_is_one_line(runner, shared_data, tmp_path):
     csv = _write_declarations(shared_data, tmp_path, drop="Flaeche_ha")
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv,
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv,
                                                      str(tmp_path / "s.gpkg"))))
     assert "Flaeche_ha" in line
     assert not (tmp_path / "s.gpkg").exists() or not len(open_store(
@@ -165,9 +160,9 @@ def test_undeclared_unit_is_an_error(runner, shared_data, tmp_path):
     args = _args(shared_data, csv, str(tmp_path / "s.gpkg"))
     i = args.index("--area-unit")
     without = args[:i] + args[i + 2:]
-    line = _one_line_error(runner.invoke(main, without))
+    line = cli_error_line(runner.invoke(main, without))
     assert "not declared" in line and "--area-unit" in line
-    line = _one_line_error(runner.invoke(main, [*without, "--area-unit", "acre"]))
+    line = cli_error_line(runner.invoke(main, [*without, "--area-unit", "acre"]))
     assert "unknown area unit" in line
     # declared in the settings file instead
     config = tmp_path / "geosup.toml"
@@ -179,19 +174,19 @@ def test_undeclared_unit_is_an_error(runner, shared_data, tmp_path):
 def test_bad_options_are_one_line(runner, shared_data, tmp_path):
     csv = _write_declarations(shared_data, tmp_path)
     store = str(tmp_path / "s.gpkg")
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "over_declared.nope=1")))
     assert "no threshold 'nope'" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "over_declared.buffer_m=wide")))
     assert "buffer_m" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "-t",
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv, store, "-t",
                                                      "no_such_rule.x=1")))
     assert "unknown rule" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "--map",
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv, store, "--map",
                                                      "nowhere.x=y")))
     assert "unknown input" in line
-    line = _one_line_error(runner.invoke(main, _args(shared_data, csv, store, "--engine",
+    line = cli_error_line(runner.invoke(main, _args(shared_data, csv, store, "--engine",
                                                      "postgis")))
     assert "postgresql://" in line
 
@@ -265,4 +260,4 @@ def test_inputs_living_in_postgis_are_reconciled_there(runner, shared_data, tmp_
         "farmland", "reconcile", "--declarations", f"{postgis_url}#public.antraege",
         "--parcels", f"{postgis_url}#public.referenzen", "--store", postgis_url,
         "--engine", "postgis", "--area-unit", "ha", *MAP])
-    assert "--crs" in _one_line_error(res)
+    assert "--crs" in cli_error_line(res)

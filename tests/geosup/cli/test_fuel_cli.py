@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from geosup.cli import main
 from geosup.demo import precision_recall
 from geosup.store import open_store
+from geosup.testing import cli_error_line
 from trajectories.demo import (
     TRANSACTION_COLUMNS,
     TRANSACTION_TIME_COLUMNS,
@@ -203,11 +204,7 @@ def test_bad_input_is_one_line_and_exit_1(runner, tmp_path, demo_inputs, problem
         args += ["--period", "2024-10-02", "2024-09-01"]
     else:
         args += ["--tz", "Mars/Olympus_Mons"]
-    res = runner.invoke(main, args)
-    assert res.exit_code == 1, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert "Traceback" not in res.output
+    cli_error_line(runner.invoke(main, args))
     assert not Path(store).exists()  # nothing was written
 
 

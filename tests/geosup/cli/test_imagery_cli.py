@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from geosup.cli import main
 from geosup.store import open_store
+from geosup.testing import cli_error_line
 from imagery.demo import build_demo, write_demo_inputs
 
 
@@ -40,12 +41,6 @@ def _args(files: dict, store: str, tmp: Path, *extra: str) -> list[str]:
             "--chips", str(tmp / "chips"), *extra]
 
 
-def _one_line_error(res) -> str:
-    assert res.exit_code == 1, res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
-    assert "Traceback" not in res.output
-    return lines[0]
 
 
 def test_compare_end_to_end(runner, files, tmp_path, store_url):
@@ -167,24 +162,24 @@ def test_bad_input_is_one_line(runner, tmp_path):
             "2024-03-01", "--workdir", str(tmp_path / "w")]
     nocrs = _raster(tmp_path / "nocrs.tif", 4, crs=None)
     ok = _raster(tmp_path / "ok.tif", 4, crs="EPSG:32650", day="2024:06:01 10:00:00")
-    line = _one_line_error(runner.invoke(main, [*base, "--before", nocrs, "--after", ok]))
+    line = cli_error_line(runner.invoke(main, [*base, "--before", nocrs, "--after", ok]))
     assert "has no coordinate reference system" in line and "nocrs.tif" in line
     b1 = _raster(tmp_path / "b1.tif", 1, crs="EPSG:32650")
     a1 = _raster(tmp_path / "a1.tif", 1, crs="EPSG:32650", day="2024:06:01 10:00:00")
-    line = _one_line_error(runner.invoke(main, [*base, "--before", b1, "--after", a1]))
+    line = cli_error_line(runner.invoke(main, [*base, "--before", b1, "--after", a1]))
     assert "NDVI needs band 'red' (B04); image has: band1" in line
     far = _raster(tmp_path / "far.tif", 4, crs="EPSG:32650", x0=600000.0,
                   day="2024:06:01 10:00:00")
     b4 = _raster(tmp_path / "b4.tif", 4, crs="EPSG:32650")
-    line = _one_line_error(runner.invoke(main, [*base, "--before", b4, "--after", far]))
+    line = cli_error_line(runner.invoke(main, [*base, "--before", b4, "--after", far]))
     assert "do not overlap" in line
-    line = _one_line_error(runner.invoke(main, [*base, "--before", b4]))
+    line = cli_error_line(runner.invoke(main, [*base, "--before", b4]))
     assert "--before and --after" in line
     gpd.read_file(claims).drop(columns="item").to_file(tmp_path / "noitem.gpkg")
     args = [*base, "--before", b4, "--after", ok]
     args[args.index(claims)] = str(tmp_path / "noitem.gpkg")
-    assert "item" in _one_line_error(runner.invoke(main, args))
-    line = _one_line_error(runner.invoke(main, [*base, "--before", b4, "--after", ok,
+    assert "item" in cli_error_line(runner.invoke(main, args))
+    line = cli_error_line(runner.invoke(main, [*base, "--before", b4, "--after", ok,
                                                 "-t", "built_after_notice.nope=1"]))
     assert "no threshold 'nope'" in line
     with open_store(store) as st:  # nothing was written by the failed runs
@@ -200,7 +195,7 @@ def test_ingest_writes_a_cog_with_the_date(runner, shared_data, tmp_path):
     assert "acquired 2013-04-12" in res.stdout
     with rasterio.open(dst) as ds:
         assert ds.block_shapes[0] == (256, 256) and ds.overviews(1)
-    line = _one_line_error(runner.invoke(main, ["imagery", "ingest", str(src), str(dst)]))
+    line = cli_error_line(runner.invoke(main, ["imagery", "ingest", str(src), str(dst)]))
     assert "exists" in line
     assert runner.invoke(main, ["imagery", "ingest", str(src), str(dst), "--overwrite"]
                          ).exit_code == 0

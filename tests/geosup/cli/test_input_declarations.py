@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from geosup.cli import main
 from geosup.crs import M2_PER_MU
 from geosup.store import open_store
+from geosup.testing import cli_error_line
 
 URBANA = "trajectories/urbana_fleet_fuel_card_transactions_2017.csv"
 STATIONS = "trajectories/uk_fuel_finder_forecourts_2026-02-18_liverpool_bbox.csv"
@@ -42,12 +43,6 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def _one_line_error(res) -> str:
-    assert res.exit_code == 1, res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
-    assert "Traceback" not in res.output
-    return lines[0]
 
 
 def _no_python(line: str) -> None:
@@ -175,7 +170,7 @@ def test_fuel_units_from_flags_or_settings(runner, tmp_path, urbana, caplog):
 ])
 def test_fuel_unit_that_does_not_fit_is_one_line(runner, tmp_path, urbana, declared, words):
     store = tmp_path / "s.gpkg"
-    line = _one_line_error(runner.invoke(main, _fuel_args(urbana, store, "--unit", declared),
+    line = cli_error_line(runner.invoke(main, _fuel_args(urbana, store, "--unit", declared),
                                          env=NO_CALENDAR))
     assert f"--unit {declared!r}" in line
     for word in words:
@@ -186,7 +181,7 @@ def test_fuel_unit_that_does_not_fit_is_one_line(runner, tmp_path, urbana, decla
 def test_fuel_unit_in_settings_that_does_not_fit(runner, tmp_path, urbana):
     config = tmp_path / "geosup.toml"
     config.write_text('[units.transactions]\nlitres = "km"\n', encoding="utf-8")
-    line = _one_line_error(runner.invoke(main, ["--config", str(config),
+    line = cli_error_line(runner.invoke(main, ["--config", str(config),
                                                 *_fuel_args(urbana, tmp_path / "s.gpkg")],
                                          env=NO_CALENDAR))
     assert "[units.transactions] litres = 'km'" in line and "not a volume" in line
@@ -205,7 +200,7 @@ def test_fuel_stations_shapefile_without_prj(runner, tmp_path, urbana, shared_da
     store = tmp_path / "s.gpkg"
     args = _fuel_args(urbana, store, "--stations", str(shp),
                       "--map", "transactions.station_id=Merchant Site ID")
-    line = _one_line_error(runner.invoke(main, args, env=NO_CALENDAR))
+    line = cli_error_line(runner.invoke(main, args, env=NO_CALENDAR))
     assert line == (f"Error: {shp} has no coordinate reference system; declare it with "
                     "--input-crs stations=EPSG:<code>")
     _no_python(line)
@@ -329,11 +324,11 @@ def test_farmland_area_units_per_input(runner, tmp_path, shared_data, at_parcels
     # Without the declaration the hectares are read as mu, 15 times too small: refused.
     res = runner.invoke(main, _farmland(shared_data, csv, parcels, tmp_path / "x.gpkg",
                                         *eligible, "--area-unit", "mu"))
-    assert "look like 'ha'" in _one_line_error(res)
+    assert "look like 'ha'" in cli_error_line(res)
     res = runner.invoke(main, _farmland(shared_data, csv, parcels, tmp_path / "x.gpkg",
                                         *eligible, "--area-unit", "mu",
                                         "--unit", "declarations.declared_area=mi"))
-    line = _one_line_error(res)
+    line = cli_error_line(res)
     assert "is a distance, not an area" in line and "m2, mu (亩), ha, km2" in line
 
 
@@ -345,14 +340,14 @@ def test_farmland_parcels_shapefile_without_prj(runner, tmp_path, shared_data, a
     args = _farmland(shared_data, csv, shp, store, "--area-unit", "ha",
                      "--map", "parcels.eligible_area=BRUTTOFLAE",
                      "--crs", "EPSG:31287")  # the metric CRS to measure in: not the input's
-    line = _one_line_error(runner.invoke(main, args))
+    line = cli_error_line(runner.invoke(main, args))
     assert line == (f"Error: {shp} has no coordinate reference system; declare it with "
                     "--input-crs parcels=EPSG:<code>")
     _no_python(line)
     # A CRS for another input does not apply to the parcels.
-    line = _one_line_error(runner.invoke(main, [*args, "--input-crs", "persons=EPSG:31287"]))
+    line = cli_error_line(runner.invoke(main, [*args, "--input-crs", "persons=EPSG:31287"]))
     assert "--input-crs parcels=EPSG:<code>" in line
-    line = _one_line_error(runner.invoke(main, [*args, "--input-crs", "parcels=EPSG:99999"]))
+    line = cli_error_line(runner.invoke(main, [*args, "--input-crs", "parcels=EPSG:99999"]))
     assert "--input-crs 'parcels=EPSG:99999'" in line and "not a coordinate reference" in line
     res = runner.invoke(main, [*args, "--input-crs", "parcels=EPSG:31287"])
     assert res.exit_code == 0, res.output
@@ -416,7 +411,7 @@ def test_imagery_claims_shapefile_units_and_rejects(runner, tmp_path, shared_dat
             "--map", "claims.claim_id=CLAIM_NO", "--map", "claims.item=ITEM",
             "--map", "claims.project_id=PROJ", "--map", "claims.claimed_area_m2=AREA_MU",
             "--map", "claims.notice_date=NOTICE", "--unit", "claims.claimed_area_m2=mu"]
-    line = _one_line_error(runner.invoke(main, args))
+    line = cli_error_line(runner.invoke(main, args))
     assert line == (f"Error: {shp} has no coordinate reference system; declare it with "
                     "--input-crs claims=EPSG:<code>")
     _no_python(line)
