@@ -4,9 +4,11 @@ A check never imports ``maps`` and ``maps`` never recomputes a check: everything
 here comes from an alert's geometry and its evidence JSON. The conventions read
 (each optional; a missing or malformed key draws nothing):
 
-- the alert geometry is a ``GeometryCollection`` (e.g. a fuel alert's station point
-  and track segment): each part is drawn with a role named after its kind
-  (fuel: ``station`` for points, ``track`` for lines; else ``point``/``line``/``area``);
+- an alert geometry that is not a polygon (a ``GeometryCollection`` such as a fuel
+  alert's station point and track segment, a ``MultiPoint``, a line): each part is
+  evidence with a role named after its kind (fuel: ``station`` for points, ``track``
+  for lines; else ``point``/``line``/``area``). The review map clusters such an alert
+  at one point and draws these parts as its evidence;
 - an evidence value that is WKT text (``"POLYGON ((…))"``, ``SRID=…;`` allowed) or a
   GeoJSON geometry object: drawn with the role named by its key, with a ``_wkt``,
   ``_geom``, ``_geometry`` or ``_geojson`` suffix dropped (``overlap_wkt`` → ``overlap``);
@@ -14,13 +16,16 @@ here comes from an alert's geometry and its evidence JSON. The conventions read
   EPSG:4326 otherwise;
 - ``<role>_lon`` and ``<role>_lat`` numbers: a point (``nearest_lon``/``nearest_lat``);
 - ids of features of an evidence layer (``evidence_layers={"parcels": frame}``): the key
-  named like the layer's id column or its plural (``parcel_id``/``parcel_ids``), a value
-  or a (nested) list of values; the layer's features with those ids are drawn with the
-  layer's name as role;
+  named like the layer's id column or its plural (``parcel_id``/``parcel_ids``), or
+  like the layer itself (``previous_id`` for a layer ``previous``), a value or a
+  (nested) list of values; the layer's features with those ids are drawn with the
+  layer's name as role. Several layers may share an id column (``declarations`` and
+  ``previous`` both keyed by ``declaration_id``): an id is looked up in each of them;
 - image chips: ``chip_before``/``chip_after`` (PNG or JPEG files) with ``chip_bounds``
   (``[west, south, east, north]`` or ``[[south, west], [north, east]]`` in degrees; the
   alert geometry's bounds when absent), or the same under a ``chips`` object as
-  ``before``/``after``/``bounds``.
+  ``before``/``after``/``bounds``; a path is read only when it lies inside the chip
+  folder (``root``), so that no other file on the machine can end up in a shared page.
 
 Examples
 --------
@@ -54,8 +59,12 @@ from geosup.errors import GeosupWarning
 __all__ = [
     "Chip",
     "MapWarning",
+    "alert_priority",
     "evidence_features",
     "image_chips",
+    "is_geometry_value",
+    "is_polygonal",
+    "layer_id_keys",
     "parse_evidence",
     "referenced_layers",
 ]
@@ -63,7 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _WKT = re.compile(r"^\s*(?:SRID=\d+;\s*)?(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|"
-                  r"MULTIPOLYGON|GEOMETRYCOLLECTION)\b", re.IGNORECASE)
+                  r"MULTIPOLYGON|GEOMETRYCOLLECTION)\s*(?:Z\s*|M\s*|ZM\s*)?(?:\(|EMPTY)",
+                  re.IGNORECASE)
 _SUFFIX = re.compile(r"_(?:wkt|geom|geometry|geojson)$", re.IGNORECASE)
 _GEOJSON_TYPES = frozenset({"Point", "LineString", "Polygon", "MultiPoint", "MultiLineString",
                             "MultiPolygon", "GeometryCollection"})
@@ -111,6 +121,19 @@ def _flat_ids(value: Any) -> list[str]:
     return [str(value)]
 
 
+def is_geometry_value(value: Any) -> bool:
+    """True for an evidence value that is a geometry (WKT text or a GeoJSON object).
+
+    Examples
+    --------
+    >>> is_geometry_value("POLYGON ((0 0, 1 0, 1 1, 0 0))"), is_geometry_value("polygon 7")
+    (True, False)
+    """
+    if isinstance(value, str):
+        return bool(_WKT.match(value))
+    return isinstance(value, dict) and value.get("type") in _GEOJSON_TYPES
+
+
 def _geometry_value(value: Any) -> Any:
     if isinstance(value, str) and _WKT.match(value):
         text = re.sub(r"^\s*SRID=\d+;\s*", "", value)
@@ -147,6 +170,89 @@ def _layer_ids(frame: gpd.GeoDataFrame, name: str) -> tuple[str, pd.Series]:
     return str(id_column), frame[id_column].astype(str)
 
 
+def _has_parts(geoms: np.ndarray) -> np.ndarray:
+    """True for alert geometries whose parts are evidence: not a point, not polygonal."""
+    out = np.zeros(len(geoms), dtype=bool)
+    if not len(geoms):
+        return out
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    kind = np.full(len(geoms), -1)
+    kind[present] = shapely.get_type_id(geoms[present])
+    out[np.isin(kind, (1, 2, 4, 5))] = True  # lines, rings, multi-points, multi-lines
+    gc = np.flatnonzero(kind == 7)
+    if len(gc):
+        out[gc] = ~is_polygonal(geoms[gc])
+    return out
+
+
+def is_polygonal(geoms: np.ndarray) -> np.ndarray:
+    """True for polygons, multi-polygons and collections made only of them.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> is_polygonal(np.array([shapely.box(0, 0, 1, 1), shapely.Point(0, 0),
+    ...     shapely.GeometryCollection([shapely.box(0, 0, 1, 1)])], dtype=object)).tolist()
+    [True, False, True]
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    out = np.zeros(len(geoms), dtype=bool)
+    if not len(geoms):
+        return out
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    kind = np.full(len(geoms), -1)
+    kind[present] = shapely.get_type_id(geoms[present])
+    out[np.isin(kind, (3, 6))] = True
+    gc = np.flatnonzero(kind == 7)
+    if len(gc):
+        parts, owner = shapely.get_parts(geoms[gc], return_index=True)
+        parts, sub = shapely.get_parts(parts, return_index=True)  # nested collections
+        owner = owner[sub]
+        bad = ~np.isin(shapely.get_type_id(parts), (3, 6)) & ~shapely.is_empty(parts)
+        nonpoly = np.bincount(owner[bad], minlength=len(gc)) if len(owner) else \
+            np.zeros(len(gc), dtype=int)
+        counts = np.bincount(owner, minlength=len(gc)) if len(owner) else \
+            np.zeros(len(gc), dtype=int)
+        out[gc] = (nonpoly == 0) & (counts > 0)
+    return out
+
+
+def alert_priority(alerts: pd.DataFrame) -> np.ndarray:
+    """Positions of ``alerts``, the most important first: severity, then score, then position.
+
+    What is left off a map that would be too big is taken from the end of this order.
+    """
+    from geosup.alerts import severity_rank
+
+    n = len(alerts)
+    rank = severity_rank(_texts(alerts, "severity")).astype(int)
+    score = (pd.to_numeric(alerts["score"], errors="coerce").to_numpy(dtype=float)
+             if "score" in alerts.columns else np.zeros(n))
+    score = np.where(np.isfinite(score), score, -1.0)
+    return np.lexsort((np.arange(n), -score, -rank))
+
+
+def layer_id_keys(frame: gpd.GeoDataFrame, name: str) -> list[str]:
+    """The evidence keys that name features of layer ``name`` by id.
+
+    The layer's id column and its plural, and keys named after the layer itself
+    (``previous_id``/``previous_ids`` for a layer ``previous``; ``claim_id`` for
+    ``claims``).
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> frame = gpd.GeoDataFrame({"declaration_id": ["a"]}, geometry=[None], crs=4326)
+    >>> layer_id_keys(frame, "previous")
+    ['declaration_id', 'declaration_ids', 'previous_id', 'previous_ids']
+    """
+    id_column, _ = _layer_ids(frame, name)
+    keys = [id_column, id_column + "s", f"{name}_id", f"{name}_ids"]
+    if name.endswith("s") and not name.endswith(("ss", "us")):
+        keys += [f"{name[:-1]}_id", f"{name[:-1]}_ids"]
+    return list(dict.fromkeys(keys))
+
+
 def evidence_features(
     alerts: gpd.GeoDataFrame,
     *,
@@ -177,33 +283,39 @@ def evidence_features(
     domain = _texts(alerts, "domain")
     if n and alerts.geometry.name in alerts.columns:
         geoms = np.asarray(alerts.geometry.to_numpy(), dtype=object)
-        is_gc = shapely.get_type_id(geoms) == 7
-        if is_gc.any():
-            pos = np.flatnonzero(is_gc)
+        pos = np.flatnonzero(_has_parts(geoms))
+        if len(pos):
             parts, owner = shapely.get_parts(geoms[pos], return_index=True)
+            # a part of a collection may itself be a multi-geometry: one row per simple part
+            parts, sub = shapely.get_parts(parts, return_index=True)
+            owner = owner[sub]
             kind = shapely.get_type_id(parts)
-            kind = np.where(np.isin(kind, (0, 4)), 0, np.where(np.isin(kind, (1, 2, 5)), 1, 3))
+            kind = np.where(kind == 0, 0, np.where(kind == 1, 1, 3))
             keep = ~shapely.is_empty(parts)
-            for p, o, k in zip(parts[keep], pos[owner[keep]], kind[keep], strict=True):
-                rows_alert.append(int(o))
-                rows_role.append(_PART_ROLES.get(domain.iloc[o], _GENERIC_PART)[int(k)])
+            dom = domain.to_numpy(dtype=object)
+            for p, o, k in zip(parts[keep], pos[owner[keep]].tolist(), kind[keep].tolist(),
+                               strict=True):
+                rows_alert.append(o)
+                rows_role.append(_PART_ROLES.get(dom[o], _GENERIC_PART)[k])
                 rows_geom.append(p)
     evidence = _texts(alerts, "evidence")
     layers = dict(evidence_layers or {})
-    id_keys: dict[str, tuple[str, str]] = {}
+    id_keys: dict[str, list[str]] = {}  # evidence key -> the layers it may refer to
     for name, frame in layers.items():
-        id_column, _ = _layer_ids(frame, name)
-        id_keys.setdefault(id_column, (name, id_column))  # the first layer of an id wins
-        id_keys.setdefault(id_column + "s", (name, id_column))
+        for key in layer_id_keys(frame, name):
+            id_keys.setdefault(key, [])
+            if name not in id_keys[key]:
+                id_keys[key].append(name)
     # Parse only the evidence that can hold something to draw (vectorised pre-filter).
-    hint = evidence.str.contains(r"(?:POINT|LINESTRING|POLYGON|GEOMETRYCOLLECTION|coordinates"
-                                 r"|_lon\"|_lat\")", case=False, regex=True)
+    hint = evidence.str.contains(r"(?i)(?:POINT|LINESTRING|POLYGON|GEOMETRYCOLLECTION|coordinates"
+                                 r"|_lon\"|_lat\")", regex=True)
     if id_keys:
         hint |= evidence.str.contains("|".join(re.escape(f'"{k}"') for k in id_keys), regex=True)
     refs: list[tuple[int, str, str]] = []
     crs_rows: list[Any] = []
-    for pos in np.flatnonzero(hint.to_numpy(dtype=bool)):
-        ev = parse_evidence(evidence.iloc[pos])
+    texts = evidence.to_numpy(dtype=object)
+    for pos in np.flatnonzero(hint.to_numpy(dtype=bool)).tolist():
+        ev = parse_evidence(texts[pos])
         if not ev:
             continue
         crs = ev.get("crs") if isinstance(ev.get("crs"), str) else None
@@ -216,8 +328,9 @@ def evidence_features(
                 rows_geom.append(geom)
                 crs_rows.append((len(rows_geom) - 1, crs))
             elif key in id_keys:
-                layer, _ = id_keys[key]
-                refs.extend((int(pos), layer, i) for i in _flat_ids(value))
+                ids = _flat_ids(value)
+                for layer in id_keys[key]:
+                    refs.extend((int(pos), layer, i) for i in ids)
             elif key.endswith("_lon"):
                 stem = key[:-4]
                 lat = ev.get(stem + "_lat")
@@ -262,15 +375,18 @@ def evidence_features(
     frame["domain"] = domain.to_numpy()[frame["alert"].to_numpy()] if len(frame) else \
         pd.Series([], dtype=object)
     if len(frame) > max_features:
-        from geosup.alerts import severity_rank
-
-        rank = severity_rank(_texts(alerts, "severity"))[frame["alert"].to_numpy()]
-        order = np.lexsort((frame["alert"].to_numpy(), -rank.astype(int)))
+        order = alert_priority(alerts)  # most important alert first
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        keep = np.argsort(rank[frame["alert"].to_numpy()], kind="stable")[:max_features]
+        dropped_alerts = len(set(frame["alert"].tolist())
+                             - set(frame["alert"].to_numpy()[keep].tolist()))
         dropped = len(frame) - max_features
-        frame = frame.iloc[np.sort(order[:max_features])].reset_index(drop=True)
-        warnings.warn(f"{dropped:,} evidence features left off the map (max_features="
-                      f"{max_features:,}; the most severe alerts are kept)", MapWarning,
-                      stacklevel=2)
+        frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
+        warnings.warn(f"{dropped:,} evidence features of {dropped_alerts:,} alerts left off "
+                      f"the map (max_features={max_features:,}; the evidence of the most "
+                      "severe, highest-scored alerts is kept); filter the alerts (rule, "
+                      "severity, unit, period) to draw the rest", MapWarning, stacklevel=2)
     return gpd.GeoDataFrame(frame[COLUMNS], geometry="geometry", crs=4326)
 
 
@@ -309,10 +425,14 @@ def referenced_layers(store: Any, alerts: gpd.GeoDataFrame, *,
                 log.warning("layer %s has no geometry or no id column: not drawn", name)
             continue
         stem = id_column[:-3] if id_column.endswith("_id") else id_column
+        own = [f"{name}_id", f"{name}_ids"]  # keys named after the layer itself
+        if name.endswith("s") and not name.endswith(("ss", "us")):
+            own += [f"{name[:-1]}_id", f"{name[:-1]}_ids"]
+        keys = [id_column, id_column + "s", *own]
         if names is None and not name.endswith((stem, stem + "s")):
-            continue
-        keys = f'"{re.escape(id_column)}"|"{re.escape(id_column)}s"'
-        if not evidence.str.contains(keys, regex=True).any():
+            keys = own  # e.g. "previous" (keyed by declaration_id) through "previous_id"
+        pattern = "|".join(f'"{re.escape(k)}"' for k in dict.fromkeys(keys))
+        if not evidence.str.contains(pattern, regex=True).any():
             continue
         frame = store.read_layer(name)
         if isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None:
@@ -331,12 +451,28 @@ class Chip:
     bounds: tuple[tuple[float, float], tuple[float, float]]  # ((south, west), (north, east))
 
 
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def _data_uri(value: Any, root: Path, budget: list[int], max_file: int) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     path = Path(value)
     if not path.is_absolute():
         path = root / path
+    if not path.exists():  # nothing to read (and nothing to resolve)
+        log.debug("image chip %s not found", path)
+        return None
+    if not _inside(path, root):  # symbolic links resolved: no way out of the chip folder
+        warnings.warn(f"image chip {value!r} is outside the chip folder {root}; left off "
+                      "(pass the folder that holds the chips as chip_root / --chips)",
+                      MapWarning, stacklevel=3)
+        return None
     if path.suffix.lower() not in _CHIP_SUFFIXES or not path.is_file():
         log.debug("image chip %s is not a PNG/JPEG file", path)
         return None
@@ -379,24 +515,30 @@ def image_chips(
     alerts: gpd.GeoDataFrame,
     *,
     root: str | Path | None = None,
-    max_bytes: int = 40_000_000,
+    max_bytes: int = 10_000_000,
     max_file_bytes: int = 5_000_000,
+    order: Sequence[int] | None = None,
 ) -> list[Chip]:
     """Before/after image chips named in the evidence of ``alerts``.
 
-    Relative paths are read from ``root`` (default: the working directory). Only
-    files ending in .png/.jpg/.jpeg whose first bytes are a PNG or JPEG signature
-    are inlined, and at most ``max_bytes`` in all.
+    Relative paths are read from ``root`` (default: the working directory); a path
+    that leads outside ``root`` (absolute, ``..``, a symbolic link) is refused with a
+    :class:`MapWarning`. Only files ending in .png/.jpg/.jpeg whose first bytes are a
+    PNG or JPEG signature are inlined, and at most ``max_bytes`` in all (base64 makes
+    them a third larger in the page), taken in ``order`` (alert positions, most
+    important first; default: :func:`alert_priority`).
     """
-    root = Path(root) if root is not None else Path.cwd()
+    root = (Path(root) if root is not None else Path.cwd()).resolve()
     evidence = _texts(alerts, "evidence")
     hint = evidence.str.contains('"chip', regex=False).to_numpy(dtype=bool)
     geoms = (np.asarray(alerts.geometry.to_numpy(), dtype=object)
              if alerts.geometry.name in alerts.columns else np.full(len(alerts), None))
     budget = [int(max_bytes)]
     out: list[Chip] = []
-    for pos in np.flatnonzero(hint):
-        ev = parse_evidence(evidence.iloc[pos])
+    ranked = np.asarray(order if order is not None else alert_priority(alerts), dtype=int)
+    texts = evidence.to_numpy(dtype=object)
+    for pos in ranked[hint[ranked]].tolist():
+        ev = parse_evidence(texts[pos])
         if not ev:
             continue
         nested = ev.get("chips") if isinstance(ev.get("chips"), dict) else {}
@@ -413,4 +555,4 @@ def image_chips(
         a = _data_uri(after, root, budget, max_file_bytes)
         if b or a:
             out.append(Chip(alert=int(pos), before=b, after=a, bounds=bounds))
-    return out
+    return sorted(out, key=lambda c: c.alert)

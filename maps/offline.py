@@ -7,6 +7,10 @@ vendored in ``maps/assets`` (see ``maps/assets/README.md`` for versions and
 licences), inlined as ``<script>``/``<style>`` so that the single HTML file works
 from ``file://``.
 
+Each inlined file is preceded by an HTML comment with its licence notice (package,
+version, licence and the full licence text shipped beside it in ``maps/assets``), so
+the notices travel with every page.
+
 Only what the page uses is inlined: Leaflet always; supercluster when the review map
 has point alerts; Leaflet.markercluster when a folium ``MarkerCluster`` is on the map;
 jQuery only when a folium ``Popup`` (whose template calls ``$``) is on the map.
@@ -41,14 +45,18 @@ from geosup.errors import GeosupError
 __all__ = [
     "ASSETS",
     "ASSET_DIR",
+    "CDN",
     "CSP",
+    "LICENCES",
     "OfflineAssetError",
     "RawHTML",
     "asset_text",
     "check_no_remote",
     "inline_tag",
+    "licence_comment",
     "make_offline",
     "remote_references",
+    "use_online_assets",
 ]
 
 #: Folder of the vendored files.
@@ -67,8 +75,36 @@ ASSETS: dict[str, tuple[str, str]] = {
     "geosup_review_css": ("css", "geosup/review.css"),
 }
 
-#: The same versions on a CDN, for ``online=True``.
+#: Licence of each vendored asset: (package, version, SPDX licence, licence files under
+#: :data:`ASSET_DIR`, what the file bundles). Written before the asset in every page.
+LICENCES: dict[str, tuple[str, str, str, tuple[str, ...], str]] = {
+    "leaflet": ("leaflet", "1.9.4", "BSD-2-Clause", ("leaflet/LICENSE",), ""),
+    "leaflet_css": ("leaflet", "1.9.4", "BSD-2-Clause", ("leaflet/LICENSE",), ""),
+    "jquery": ("jquery", "3.7.1", "MIT", ("jquery/LICENSE.txt",), ""),
+    "markerclusterjs": ("leaflet.markercluster", "1.5.3", "MIT",
+                        ("leaflet.markercluster/MIT-LICENCE.txt",), ""),
+    "markerclustercss": ("leaflet.markercluster", "1.5.3", "MIT",
+                         ("leaflet.markercluster/MIT-LICENCE.txt",), ""),
+    "markerclusterdefaultcss": ("leaflet.markercluster", "1.5.3", "MIT",
+                                ("leaflet.markercluster/MIT-LICENCE.txt",), ""),
+    "supercluster": ("supercluster", "9.1.0", "ISC",
+                     ("supercluster/LICENSE", "kdbush/LICENSE"),
+                     "bundles kdbush 4.1.0 (ISC, its notice follows)"),
+    "geosup_review_js": ("geosup review map", "", "BSD-3-Clause", (),
+                         "Copyright (c) 2026, the geosup developers"),
+    "geosup_review_css": ("geosup review map", "", "BSD-3-Clause", (),
+                          "Copyright (c) 2026, the geosup developers"),
+}
+
+#: Packages bundled inside another vendored file: the heading of their licence text.
+_BUNDLED = {"kdbush/LICENSE": "kdbush 4.1.0 (npm package, bundled in supercluster.min.js), "
+                              "licence ISC:"}
+
+#: The same versions on a CDN, for ``online=True`` (the offline page's Leaflet, not
+#: folium's default 1.9.3).
 CDN: dict[str, str] = {
+    "leaflet": "https://cdn.jsdelivr.net/npm/leaflet@1.9.4/dist/leaflet.js",
+    "leaflet_css": "https://cdn.jsdelivr.net/npm/leaflet@1.9.4/dist/leaflet.css",
     "supercluster": "https://cdn.jsdelivr.net/npm/supercluster@9.1.0/dist/supercluster.min.js",
     "markerclusterjs":
         "https://cdn.jsdelivr.net/npm/leaflet.markercluster@1.5.3/dist/leaflet.markercluster.js",
@@ -157,11 +193,35 @@ def _default_icon_js(images: Path) -> str:
             f'shadowUrl: "{uri("marker-shadow.png")}"}});\n')
 
 
+@cache
+def licence_comment(name: str) -> str:
+    """The HTML comment written before asset ``name``: package, version, licence, text.
+
+    Examples
+    --------
+    >>> print(licence_comment("leaflet").splitlines()[0])
+    <!-- leaflet 1.9.4 (npm package), licence BSD-2-Clause:
+    """
+    package, version, spdx, files, note = LICENCES[name]
+    head = f"{package} {version} (npm package)" if version else package
+    lines = [f"<!-- {head}, licence {spdx}:" + (f" {note}" if note and files else "")]
+    if not files and note:
+        lines.append(note)
+    for rel in files:
+        if rel in _BUNDLED:
+            lines.append(_BUNDLED[rel])
+        text = (ASSET_DIR / rel).read_text(encoding="utf-8").strip()
+        lines.append(text.replace("--", "- -"))  # nothing can close the comment early
+    return "\n".join(lines) + "\n-->"
+
+
 def inline_tag(name: str) -> str:
-    """``<script>…</script>`` or ``<style>…</style>`` holding asset ``name``."""
+    """``<script>…</script>`` or ``<style>…</style>`` holding asset ``name``, after its
+    licence notice (:func:`licence_comment`)."""
     kind = ASSETS[name][0]
     tag = "script" if kind == "js" else "style"
-    return f"<{tag} data-asset=\"{name}\">{asset_text(name)}</{tag}>"
+    notice = licence_comment(name) if name in LICENCES else ""
+    return f"{notice}<{tag} data-asset=\"{name}\">{asset_text(name)}</{tag}>"
 
 
 def _walk(element: Element) -> Iterator[Element]:
@@ -224,6 +284,15 @@ def make_offline(m: folium.Map) -> folium.Map:
     js = [n for n in needed if ASSETS[n][0] == "js"]
     for name in (*css, *js):
         figure.header.add_child(RawHTML(inline_tag(name)), name=f"geosup_asset_{name}")
+    return m
+
+
+def use_online_assets(m: folium.Map) -> folium.Map:
+    """Make an online map load only what it uses, from a CDN: Leaflet 1.9.4 (the
+    version the offline page inlines), none of folium's Bootstrap, Font Awesome,
+    glyphicons, awesome-markers or folium CSS. Works on this instance only."""
+    m.default_js = [("leaflet", CDN["leaflet"])]
+    m.default_css = [("leaflet_css", CDN["leaflet_css"])]
     return m
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import html as html_mod
 import json
 import re
@@ -23,10 +22,21 @@ from geosup.alerts import make_alerts
 from geosup.cli import main
 from geosup.errors import CRSError, ExportError
 from geosup.store import open_store
-from maps.evidence import MapWarning, evidence_features, image_chips
-from maps.offline import OfflineAssetError, make_offline, remote_references
+from maps.evidence import (
+    MapWarning,
+    alert_priority,
+    evidence_features,
+    image_chips,
+    referenced_layers,
+)
+from maps.offline import ASSET_DIR, LICENCES, OfflineAssetError, make_offline, remote_references
 from maps.review_map import (
+    KEY_FIGURES,
+    LABELS,
+    ROLE_ALIASES,
+    ROLE_STYLES,
     display_geometries,
+    key_figures,
     review_map,
     rule_titles,
     summarize,
@@ -40,6 +50,11 @@ from tests.maps.map_payloads import (
     POINT_RULE,
     SCRIPT,
     TEMPLATE,
+    alert_shapes,
+    evidence_features_of,
+    evidence_of,
+    page_blocks,
+    page_config,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:image chip:maps.evidence.MapWarning")
@@ -50,15 +65,7 @@ ALLOWED_URLS = {"http://www.w3.org/2000/svg", "https://leafletjs.com"}
 
 def _blocks(page: str) -> dict[str, object]:
     """The JSON data blocks of a page, decoded (gzip+base64 or plain)."""
-    out = {}
-    for m in re.finditer(r'<script type="application/(json|octet-stream)" id="gs-([a-z0-9]+)-'
-                         r'[0-9a-f]+"(?: data-encoding="gzip\+base64")?>(.*?)</script>', page,
-                         re.DOTALL):
-        kind, name, body = m.groups()
-        text = (gzip.decompress(base64.b64decode(body)).decode("utf-8")
-                if kind == "octet-stream" else body)
-        out[name] = json.loads(text)
-    return out
+    return page_blocks(page)
 
 
 def _render(alerts, **options) -> str:
@@ -92,9 +99,9 @@ def test_every_user_string_is_escaped(payload_alerts, registry, tmp_path):
     assert SCRIPT in (subjects if isinstance(subjects, list) else subjects["d"])
     units = core["cols"]["unit"]["d"]
     assert IMG in units and CHINESE in units
-    text = blocks["t0"]["cols"]
-    evidence = [json.loads(e) for e in text["evidence"] if e]
-    assert any(ev.get(IMG) == TEMPLATE for ev in evidence)
+    evidence = evidence_of(blocks)
+    assert len(evidence) == len(payload_alerts)
+    assert any(isinstance(ev, dict) and ev.get(IMG) == TEMPLATE for ev in evidence)
     assert core["rule_titles"][POINT_RULE] == "Bus fill " + IMG  # from the registry
 
 
@@ -162,13 +169,28 @@ def test_only_empty_geometry_and_no_alerts(tmp_path):
 def test_mixed_geometry_types(payload_alerts, registry, tmp_path):
     m = review_map(payload_alerts, registry=registry, chip_root=tmp_path)
     core = _blocks(m.get_root().render())["core"]
-    points = [layer for layer in core["layers"] if layer["kind"] == "points"]
-    shapes = [layer for layer in core["layers"] if layer["kind"] == "shapes"]
-    # 30 bus points + the two parts of the multipoint
-    assert sum(len(layer["i"]) for layer in points) == 32
-    kinds = {g["type"] for layer in shapes for g in layer["geo"]}
-    assert {"Polygon", "MultiPolygon", "LineString", "GeometryCollection"} <= kinds
-    assert m.geosup_counts["shapes"] == 20 + 1 + 2 + 1  # parcels, collection, claims, line
+    points = {i for layer in core["layers"] if layer["kind"] == "points" for i in layer["i"]}
+    shapes = alert_shapes(core)
+    subject = payload_alerts["subject_id"].to_numpy()
+    # Every alert that is not a polygon is ONE clustered point: 30 bus fills, the fuel
+    # collection (at its station), the line and the multipoint (their first point).
+    assert len(points) == m.geosup_counts["points"] == 33
+    assert {subject[i] for i in points} >= {"T-1", "line", "multi"}
+    fuel = int(np.flatnonzero(subject == "T-1")[0])
+    layer = next(x for x in core["layers"] if fuel in x["i"])
+    k = layer["i"].index(fuel)
+    station = payload_alerts.geometry.iloc[fuel].geoms[0]
+    assert layer["xy"][2 * k:2 * k + 2] == pytest.approx([station.x, station.y], abs=1e-6)
+    multi = int(np.flatnonzero(subject == "multi")[0])
+    layer = next(x for x in core["layers"] if multi in x["i"])
+    k = layer["i"].index(multi)
+    assert layer["xy"][2 * k:2 * k + 2] == pytest.approx([-2.96, 53.42])
+    # Polygons are drawn as polygons: the 20 parcels and the 2 claims.
+    assert len(shapes) == m.geosup_counts["shapes"] == 22
+    assert {shapes[i].geom_type for i in shapes} <= {"Polygon", "MultiPolygon"}
+    parcel = int(np.flatnonzero(payload_alerts["rule"] == PARCEL_RULE)[0])
+    # drawn within the display tolerance (0.5 m, about 0.5e-5 degrees) of the stored shape
+    assert shapes[parcel].hausdorff_distance(payload_alerts.geometry.iloc[parcel]) < 1e-5
 
 
 def test_simplification_keeps_the_store_geometry(tmp_path):
@@ -188,7 +210,7 @@ def test_simplification_keeps_the_store_geometry(tmp_path):
     path = write_review_map(stored, tmp_path / "big.html", max_vertices=5_000)
     assert path.stat().st_size < 1_000_000
     core = _blocks(path.read_text(encoding="utf-8"))["core"]
-    shown = shapely.from_geojson(json.dumps(core["layers"][0]["geo"][0]))
+    shown = alert_shapes(core)[0]
     assert 100 < shapely.get_num_coordinates(shown) <= 5_000
     assert shapely.get_num_coordinates(stored.geometry.iloc[0]) == 1_000_001  # input untouched
     assert shapely.equals_exact(stored.geometry.iloc[0], big, tolerance=1e-9)
@@ -363,6 +385,8 @@ def test_cli_map(filled_store, tmp_path):
     res = runner.invoke(main, ["map", "--store", filled_store, "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(out)
+    # alerts without geometry are counted, not "drawn"
+    assert "57 alerts, 55 drawn (2 without geometry: counted, not drawn)" in res.stderr
     page = out.read_text(encoding="utf-8")
     assert remote_references(page) == [] and "<p>No alerts.</p>" not in page
     # The relative chip path is read from the store's folder.
@@ -391,9 +415,8 @@ def test_cli_map_with_stored_layer(filled_store, parcels, tmp_path):
     res = CliRunner().invoke(main, ["map", "--store", filled_store, "-o", str(out),
                                     "--layer", "parcels"])
     assert res.exit_code == 0, res.output
-    core = _blocks(out.read_text(encoding="utf-8"))["core"]
-    roles = core["roles"]
-    assert "parcels" in roles and "overlap" in roles
+    roles = page_config(out.read_text(encoding="utf-8"))["evidence"]["roles"]
+    assert "reference" in roles and "overlap" in roles  # the parcels layer, drawn as such
 
 
 def test_cli_map_missing_store(tmp_path):
@@ -408,3 +431,279 @@ def test_demo_style_call_writes_over(payload_alerts, tmp_path):
     write_review_map(payload_alerts, path, chip_root=tmp_path)
     write_review_map(payload_alerts, path, chip_root=tmp_path, overwrite=True, lang="zh")
     assert "按规则" in path.read_text(encoding="utf-8")
+
+
+# -- what the strict review asked for ---------------------------------------------------------
+
+def _fuel_alert(**evidence) -> dict:
+    """A fuel alert as trajectories/audit.py writes it: station point + track collection."""
+    station = shapely.Point(117.2315, 31.8067)
+    track = shapely.LineString([(117.2290, 31.8040), (117.2300, 31.8050), (117.2310, 31.8062),
+                                (117.2330, 31.8090)])
+    return {"rule": "fuel.away_from_station", "domain": "fuel", "subject_type": "transaction",
+            "subject_id": "8700000023", "severity": "high", "score": 0.9,
+            "title": "Vehicle not near the station at the time of the fill",
+            "evidence": {"station_id": "34010005", "nearest_fix_id": 22875, "nearest_m": 412.5,
+                         "nearest_lon": 117.2310, "nearest_lat": 31.8062,
+                         "station_lon": station.x, "station_lat": station.y,
+                         "thresholds": {"radius_m": 300.0}, **evidence},
+            "geometry": shapely.GeometryCollection([station, track])}
+
+
+def _alerts(rows: list[dict]) -> gpd.GeoDataFrame:
+    frame = pd.DataFrame(rows)
+    frame["evidence"] = [json.dumps(e, ensure_ascii=False) if isinstance(e, dict) else e
+                         for e in frame.get("evidence", [None] * len(frame))]
+    return make_alerts(gpd.GeoDataFrame(frame.drop(columns="geometry"),
+                                        geometry=gpd.GeoSeries(frame["geometry"], crs=4326),
+                                        crs=4326))
+
+
+def test_fuel_evidence_is_drawn_once_and_joined(tmp_path):
+    """Station from the collection, from station_lon/lat and from the stations layer: one
+    circle; the nearest approach a point with a line to its station; the track evidence."""
+    alerts = _alerts([_fuel_alert()])
+    stations = gpd.GeoDataFrame({"station_id": ["34010005", "34010006"]},
+                                geometry=[shapely.Point(117.2315, 31.8067),
+                                          shapely.Point(117.30, 31.90)], crs=4326)
+    m = review_map(alerts, evidence_layers={"fuel_stations": stations})
+    page = m.get_root().render()
+    blocks, config = page_blocks(page), page_config(page)
+    features = evidence_features_of(blocks, config["evidence"]["roles"])
+    roles = sorted(r for _, r, _ in features)
+    assert roles == ["approach", "nearest", "station", "track"]
+    by_role = {r: g for _, r, g in features}
+    assert by_role["station"].equals_exact(shapely.Point(117.2315, 31.8067), 1e-6)
+    assert by_role["nearest"].equals_exact(shapely.Point(117.2310, 31.8062), 1e-6)
+    assert np.ravel(by_role["approach"].coords).tolist() == pytest.approx(
+        [117.2310, 31.8062, 117.2315, 31.8067])
+    assert by_role["track"].length == pytest.approx(
+        alerts.geometry.iloc[0].geoms[1].length, rel=1e-3)
+    # the alert itself: one clustered point at its station, no shape in severity colour
+    core = blocks["core"]
+    assert [x["kind"] for x in core["layers"]] == ["points"]
+    assert core["layers"][0]["xy"] == pytest.approx([117.2315, 31.8067])
+    assert m.geosup_counts["shapes"] == 0 and m.geosup_counts["evidence"] == 4
+    # the legend draws what the map draws: circles, lines, in the same colours
+    legend = {role: kind for role, kind in re.findall(
+        r'<tr data-role="([a-z_]+)"><td><span class="gs-[a-z]+" data-kind="([a-z]+)"', page)}
+    assert legend == {"approach": "line", "nearest": "point", "station": "point",
+                      "track": "line"}
+    for role in legend:
+        assert ROLE_STYLES[role]["color"] in page.split(f'data-role="{role}"')[1][:400]
+    assert config["evidence"]["styles"]["approach"] == ROLE_STYLES["approach"]
+    # the tooltip line: measured number and the threshold that fired
+    assert core["cols"]["key"]["d"] == ["nearest approach 412.5 m (threshold: radius 300 m)"]
+
+
+def test_several_layers_share_an_id_key_and_farmland_roles():
+    """declarations and previous are both keyed by declaration_id; previous_id names the
+    previous layer; *_wkt keys are drawn with their role."""
+    box = shapely.box(117.05, 31.70, 117.051, 31.701)
+    last_year = shapely.box(117.0502, 31.70, 117.0512, 31.701)
+    declarations = gpd.GeoDataFrame({"declaration_id": ["2025-A1-01"]}, geometry=[box], crs=4326)
+    previous = gpd.GeoDataFrame({"declaration_id": ["2024-A1-01"]}, geometry=[last_year],
+                                crs=4326)
+    evidence = {"declaration_id": "2025-A1-01", "declaration_ids": ["2025-A1-01", "2024-A1-01"],
+                "previous_id": "2024-A1-01", "area_change": 0.0, "geometry_change": 0.33,
+                "overlap_wkt": shapely.to_wkt(box.intersection(last_year)),
+                "inside_wkt": shapely.to_wkt(box.buffer(-0.0002)),
+                "thresholds": {"area_change": 0.3, "geometry_change": 0.3}}
+    alerts = _alerts([{"rule": "farmland.year_change", "subject_type": "declaration",
+                       "subject_id": "2025-A1-01", "evidence": evidence, "geometry": box}])
+    layers = {"declarations": declarations, "previous": previous}
+    for frame in layers.values():
+        frame.attrs["id_column"] = "declaration_id"
+    ev = evidence_features(alerts, evidence_layers=layers)
+    assert sorted(ev["role"]) == ["declarations", "inside", "overlap", "previous"]
+    assert ev.loc[ev["role"] == "previous"].geometry.iloc[0].equals(last_year)
+    page = review_map(alerts, evidence_layers=layers).get_root().render()
+    config = page_config(page)
+    assert config["evidence"]["roles"] == ["declared", "inside", "overlap", "previous"]
+    for lang in ("en", "zh"):
+        for role in ("overlap", "previous", "inside", "outside", "declared", "reference"):
+            assert role in LABELS[lang]["role"] and role in ROLE_STYLES
+    zh = review_map(alerts, evidence_layers=layers, lang="zh").get_root().render()
+    for label in ("申报地块", "参考地块内部分", "重叠部分", "上年申报地块"):
+        assert f"证据：{label}" in zh
+    # the popup lists the measured numbers, not the polygons' text
+    popup = evidence_of(page_blocks(page))[0]
+    assert popup["overlap_wkt"] == LABELS["en"]["ui"]["shape_drawn"]
+    assert popup["geometry_change"] == 0.33
+
+
+def test_referenced_layers_finds_a_layer_by_its_own_key(tmp_path):
+    box = shapely.box(117.05, 31.70, 117.051, 31.701)
+    url = str(tmp_path / "s.gpkg")
+    with open_store(url) as st, st.run("layers") as run:
+        run.write_layer("declarations", gpd.GeoDataFrame(
+            {"declaration_id": ["2025-A1-01"]}, geometry=[box], crs=4326),
+            id_column="declaration_id")
+        run.write_layer("previous", gpd.GeoDataFrame(
+            {"declaration_id": ["2024-A1-01"]}, geometry=[box], crs=4326),
+            id_column="declaration_id")
+    alerts = _alerts([{"rule": "farmland.year_change", "subject_type": "declaration",
+                       "subject_id": "x", "geometry": box,
+                       "evidence": {"declaration_ids": ["2025-A1-01"],
+                                    "previous_id": "2024-A1-01"}}])
+    with open_store(url, create=False) as st:
+        layers = referenced_layers(st, alerts)
+    assert sorted(layers) == ["declarations", "previous"]
+
+
+def test_every_rule_has_chinese_titles_and_key_figures():
+    from geosup.rules import load_builtin_rules
+
+    rules = load_builtin_rules().rules
+    assert set(KEY_FIGURES) == set(rules)
+    for code, rule in rules.items():
+        assert rule.title_zh, code
+        assert rule_titles([code], lang="zh")[code] == rule.title_zh
+        measured, limits = KEY_FIGURES[code]
+        for path in (*measured, *limits):
+            assert path.rsplit(".", 1)[-1] in LABELS["zh"]["key"], (code, path)
+            assert path.rsplit(".", 1)[-1] in LABELS["en"]["key"], (code, path)
+        for t in rule.thresholds:
+            assert t.name in LABELS["zh"]["key"], (code, t.name)
+    for role in {*ROLE_STYLES, *ROLE_ALIASES.values()}:
+        assert role in LABELS["zh"]["role"] and role in LABELS["en"]["role"], role
+
+
+@pytest.mark.parametrize(("rule", "evidence", "en", "zh"), [
+    ("farmland.over_declared",
+     {"excess_area": 2.0746, "excess_share": 0.380983, "tolerance_area": 0.4635,
+      "area_unit": "mu"},
+     "excess 2.07 mu, excess share 38.1 % (threshold: tolerance 0.46 mu)",
+     "超出面积 2.07 亩，超出比例 38.1 %（阈值：容差面积 0.46 亩）"),
+    ("fuel.over_tank_capacity", {"litres": 156.0, "tank_l": 120.0,
+                                 "thresholds": {"tolerance": 0.05}},
+     "litres 156 L, tank 120 L (threshold: tolerance 5 %)",
+     "加油量 156 L，油箱容量 120 L（阈值：容差 5 %）"),
+    ("fuel.off_hours", {"local_time": "2024-10-01 10:19",
+                        "thresholds": {"work_start": "08:00", "work_end": "18:00"}},
+     "local time 2024-10-01 10:19 (threshold: work starts 08:00, work ends 18:00)",
+     "当地时间 2024-10-01 10:19（阈值：上班时间 08:00，下班时间 18:00）"),
+    ("no.such_rule", {"distance_m": 812.0, "card_id": 7, "thresholds": {"max_distance_m": 500}},
+     "distance 812 m (threshold: max. distance 500 m)",
+     "距离 812 m（阈值：最大距离 500 m）"),
+])
+def test_key_figures(rule, evidence, en, zh):
+    assert key_figures(rule, evidence) == en
+    assert key_figures(rule, json.dumps(evidence), lang="zh") == zh
+
+
+def test_licence_notice_before_every_inlined_asset(payload_alerts, registry, tmp_path):
+    page = _render(payload_alerts, registry=registry, chip_root=tmp_path)
+    names = re.findall(r'<(?:script|style) data-asset="([a-z_]+)">', page)
+    assert sorted(names) == ["geosup_review_css", "geosup_review_js", "leaflet", "leaflet_css",
+                             "supercluster"]
+    for name in names:
+        before = page[:page.index(f'data-asset="{name}"')]
+        comment = before[before.rindex("<!--"):]
+        package, version, spdx, files, _ = LICENCES[name]
+        assert comment.startswith(f"<!-- {package}") and spdx in comment
+        if version:
+            assert version in comment
+        assert "Copyright" in comment
+        for rel in files:  # the full licence text, as shipped in maps/assets
+            first = (ASSET_DIR / rel).read_text(encoding="utf-8").strip().splitlines()[2]
+            assert first in comment
+    kdbush = page[page.index("kdbush 4.1.0"):page.index('data-asset="supercluster"')]
+    assert "ISC License" in kdbush and "Vladimir Agafonkin" in kdbush
+    readme = (ASSET_DIR / "README.md").read_text(encoding="utf-8")
+    assert "kdbush" in readme and "kdbush/LICENSE" in readme
+
+
+def test_html_lang_and_online_assets(payload_alerts, registry, tmp_path):
+    assert '<html lang="en">' in _render(payload_alerts, registry=registry, chip_root=tmp_path)
+    assert '<html lang="zh-CN">' in _render(payload_alerts, registry=registry,
+                                            chip_root=tmp_path, lang="zh")
+    online = _render(payload_alerts, registry=registry, chip_root=tmp_path, online=True)
+    links = set(re.findall(r'(?:src|href)="(https://[^"]+)"', online))
+    assert links == {"https://cdn.jsdelivr.net/npm/leaflet@1.9.4/dist/leaflet.js",
+                     "https://cdn.jsdelivr.net/npm/leaflet@1.9.4/dist/leaflet.css",
+                     "https://cdn.jsdelivr.net/npm/supercluster@9.1.0/dist/supercluster.min.js"}
+    for unused in ("bootstrap", "fontawesome", "glyphicons", "awesome-markers",
+                   "python-visualization", "jquery", "leaflet@1.9.3"):
+        assert unused not in online
+
+
+def test_amount_dash_currency_and_out_of_range(tmp_path):
+    alerts = _alerts([
+        {"rule": "fuel.off_hours", "subject_type": "card", "subject_id": "a",
+         "geometry": shapely.Point(117.2, 31.8)},
+        {"rule": "fuel.off_hours", "subject_type": "card", "subject_id": "b",
+         "geometry": shapely.Point(512_345.0, 3_521_000.0)},  # metres called degrees
+        {"rule": "fuel.off_hours", "subject_type": "card", "subject_id": "c",
+         "geometry": None}])
+    s = summarize(alerts)
+    assert (s["total"], s["drawn"], s["not_drawn"], s["out_of_range"], s["amount"]) == \
+        (3, 1, 2, 1, None)
+    page = _render(alerts, currency="CNY")
+    assert 'Amount at risk (CNY): <b data-gs="amount">—</b>' in page
+    assert "1 alert(s) without geometry" in page
+    assert 'data-gs="out-of-range"' in page and "outside the longitude/latitude range" in page
+    assert page_blocks(page)["core"]["currency"] == "CNY"
+
+
+def test_page_budget_leaves_out_the_least_important_evidence():
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(400):
+        track = shapely.LineString(np.c_[117.2 + np.cumsum(rng.normal(0, 1e-3, 60)),
+                                         31.8 + np.cumsum(rng.normal(0, 1e-3, 60))])
+        rows.append({"rule": "fuel.no_stop_at_station", "subject_type": "transaction",
+                     "subject_id": f"T{k}", "severity": ["low", "high"][k % 2],
+                     "score": k / 400, "evidence": {"nearest_m": float(k)},
+                     "geometry": shapely.GeometryCollection([track.interpolate(0.5), track])})
+    alerts = _alerts(rows)
+    full = review_map(alerts).geosup_counts
+    assert full["evidence_left_out"] == 0 and full["evidence"] == 800
+    budget = full["page_estimate"] - 40_000
+    with pytest.warns(MapWarning, match=r"evidence geometry of [\d,]+ alerts .* filter"):
+        m = review_map(alerts, max_page_bytes=budget)
+    counts = m.geosup_counts
+    assert 0 < counts["evidence_left_out"] < 400 and counts["page_estimate"] <= budget
+    page = m.get_root().render()
+    assert len(page.encode()) <= budget
+    assert 'data-gs="left-out"' in page
+    blocks, config = page_blocks(page), page_config(page)
+    kept = {a for alerts_f, _, _ in evidence_features_of(blocks, config["evidence"]["roles"])
+            for a in alerts_f}
+    dropped = set(range(400)) - kept
+    assert len(dropped) == counts["evidence_left_out"]
+    rank = {int(i): r for r, i in enumerate(alert_priority(alerts))}
+    assert max(rank[i] for i in kept) < min(rank[i] for i in dropped)  # lowest priority out
+    assert {alerts["severity"].iloc[i] for i in dropped} == {"low"}
+
+
+def test_default_chip_cap_fits_the_page_budget():
+    import inspect
+
+    cap = inspect.signature(review_map).parameters["max_chip_bytes"].default
+    budget = inspect.signature(review_map).parameters["max_page_bytes"].default
+    assert budget == 30_000_000 and cap * 4 / 3 < budget / 2  # base64: a third more
+    assert inspect.signature(image_chips).parameters["max_bytes"].default == cap
+
+
+def test_chip_paths_stay_in_the_chip_folder(tmp_path):
+    from tests.maps.conftest import png_chip
+
+    root = tmp_path / "chips"
+    root.mkdir()
+    inside = png_chip(root / "in.png", (10, 200, 10))
+    outside = png_chip(tmp_path / "secret.png", (200, 10, 10))
+    (root / "link.png").symlink_to(outside)
+    rows = []
+    for k, value in enumerate([inside.name, str(inside), str(outside), "../secret.png",
+                               "link.png"]):
+        rows.append({"rule": "requisition.built_after_notice", "subject_type": "claim",
+                     "subject_id": f"K{k}", "evidence": {"chip_before": value},
+                     "geometry": shapely.box(117.0 + k, 31.0, 117.001 + k, 31.001)})
+    alerts = _alerts(rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chips = image_chips(alerts, root=root)
+    assert [c.alert for c in chips] == [0, 1]
+    refused = [str(w.message) for w in caught if issubclass(w.category, MapWarning)]
+    assert len(refused) == 3 and all("outside the chip folder" in m for m in refused)
