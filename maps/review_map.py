@@ -146,7 +146,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
                "cluster": "cluster (number of alerts)", "closed": "dismissed / rectified",
                "point_alert": "alert (point, or station of a fuel alert)",
                "shape": "alert area", "selected": "selected alert",
-               "evidence_layer": "Evidence", "evidence_all": "Evidence of the rules shown",
+               "evidence_layer": "Evidence",
                "zoom_in": "{n} evidence features in view: zoom in to draw them",
                "chips_before": "Image chips: before",
                "chips_after": "Image chips: after", "no_unit": "(no unit)",
@@ -216,7 +216,6 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
                "cluster": "聚合（预警数）", "closed": "已排除 / 已整改",
                "point_alert": "预警（点，或加油预警的加油站）", "shape": "预警范围",
                "selected": "当前预警", "evidence_layer": "证据",
-               "evidence_all": "所显示规则的证据",
                "zoom_in": "视野内有 {n} 个证据要素：放大后绘制",
                "chips_before": "影像切片：之前", "chips_after": "影像切片：之后",
                "no_unit": "（无单位）", "here": "此处 {n} 条预警", "yes": "是", "no": "否",
@@ -268,6 +267,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "active_to": "停用日期", "calendar_country": "节假日历", "in_gap": "处于定位缺失期",
             "gap_start": "缺失开始", "gap_end": "缺失结束", "fills": "加油次数",
             "window_start": "窗口开始", "window_end": "窗口结束", "distance_m": "距离 (m)",
+            "station_ids": "加油站编号", "station_lon": "加油站经度", "station_lat": "加油站纬度",
             # farmland
             "applicant_id": "申报人编号", "applicant_ids": "申报人编号",
             "declaration_id": "申报编号", "declaration_ids": "申报编号",
@@ -301,7 +301,11 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "previous_m2": "上年面积 (m²)", "area_change": "面积变化",
             "geometry_change": "图形变化", "sym_diff_area": "对称差面积",
             "sym_diff_m2": "对称差面积 (m²)", "union_area": "合并面积",
-            "union_m2": "合并面积 (m²)",
+            "union_m2": "合并面积 (m²)", "inside_area": "参考地块内面积",
+            "inside_m2": "参考地块内面积 (m²)", "overlap_wkt": "重叠部分图形",
+            "inside_wkt": "参考地块内部分图形", "previous_wkt": "上年申报图形",
+            "outside_wkt": "超出部分图形", "declared_wkt": "申报图形",
+            "reference_wkt": "参考地块图形", "thresholds": "阈值",
             # requisition
             "claim_id": "补偿申报编号", "claimant_id": "补偿申报人编号", "project_id": "项目编号",
             "item": "申报项目", "notice_date": "公告日期", "claim_area_m2": "申报范围面积 (m²)",
@@ -1517,27 +1521,44 @@ def review_map(
     def page_size() -> int:
         return fixed + sum(len(t) for t in ev_tags.values()) + len(chip_block)
 
-    for _ in range(6):  # least important evidence out until the page fits
-        excess = page_size() - max_page_bytes
-        if excess <= 0 or not keep[had_evidence].any():
-            break
-        raw = max(float(per_alert[keep].sum()), 1.0)
-        cost = per_alert * (sum(len(t) for t in ev_tags.values()) / raw)
-        candidates = priority[::-1]
-        candidates = candidates[keep[candidates] & had_evidence[candidates]]
-        upto = int(np.searchsorted(np.cumsum(cost[candidates]), excess * 1.02 + 4096)) + 1
-        keep[candidates[:upto]] = False
-        ev_tags, _, n_features, per_domain = evidence_tags(keep)
+    ev_full = sum(len(t) for t in ev_tags.values())
+    ratio = ev_full / max(float(per_alert.sum()), 1.0)  # page bytes per raw evidence byte
+
+    def drop_evidence() -> None:  # least important evidence out until the page fits
+        nonlocal ev_tags, n_features, per_domain
+        for _ in range(6):
+            excess = page_size() - max_page_bytes
+            if excess <= 0 or not keep[had_evidence].any():
+                break
+            raw = max(float(per_alert[keep].sum()), 1.0)
+            cost = per_alert * (sum(len(t) for t in ev_tags.values()) / raw)
+            candidates = priority[::-1]
+            candidates = candidates[keep[candidates] & had_evidence[candidates]]
+            upto = int(np.searchsorted(np.cumsum(cost[candidates]), excess * 1.02 + 4096)) + 1
+            keep[candidates[:upto]] = False
+            ev_tags, _, n_features, per_domain = evidence_tags(keep)
+
+    drop_evidence()
     chips_out = 0
-    if chips and page_size() > max_page_bytes:
+    if chips and page_size() > max_page_bytes:  # then image chips, least important first
         rank = np.empty(n, dtype=np.int64)
         rank[priority] = np.arange(n)
         ranked = sorted(chips, key=lambda c: rank[c.alert])
-        while ranked and page_size() > max_page_bytes:
-            ranked.pop()
-            chips_out += 1
-            chip_block = chip_tag(ranked) if ranked else ""
+        sizes = np.array([len(c.before or "") + len(c.after or "") + 80 for c in ranked])
+        excess = page_size() - max_page_bytes
+        tail = np.cumsum(sizes[::-1])  # bytes freed by leaving out the last k chips
+        chips_out = min(int(np.searchsorted(tail, excess)) + 1, len(ranked))
+        ranked = ranked[:len(ranked) - chips_out]
+        chip_block = chip_tag(ranked) if ranked else ""
         chips = sorted(ranked, key=lambda c: c.alert)
+        free = max_page_bytes - page_size()
+        if free > 0 and not keep[had_evidence].all():  # room again: evidence back in
+            back = priority[~keep[priority] & had_evidence[priority]]
+            upto = int(np.searchsorted(np.cumsum(per_alert[back] * ratio), free * 0.9))
+            if upto:
+                keep[back[:upto]] = True
+                ev_tags, _, n_features, per_domain = evidence_tags(keep)
+                drop_evidence()
     left_out = int((had_evidence & ~keep).sum())
     budget_mb = max_page_bytes / 1e6
     if left_out or chips_out:

@@ -707,3 +707,46 @@ def test_chip_paths_stay_in_the_chip_folder(tmp_path):
     assert [c.alert for c in chips] == [0, 1]
     refused = [str(w.message) for w in caught if issubclass(w.category, MapWarning)]
     assert len(refused) == 3 and all("outside the chip folder" in m for m in refused)
+
+
+def test_chinese_labels_cover_the_evidence_the_checks_write():
+    """Every evidence key and threshold the checks write (as maps.testing mirrors them)
+    has a Chinese label; every subject type too."""
+    from maps.testing import synthetic_alerts
+
+    alerts = synthetic_alerts(3_000)
+    keys: set[str] = set()
+    for text in alerts["evidence"]:
+        ev = json.loads(text)
+        keys.update(ev)
+        keys.update(ev.get("thresholds", {}))
+    assert sorted(keys - set(LABELS["zh"]["key"])) == []
+    assert sorted(set(alerts["subject_type"]) - set(LABELS["zh"]["subject"])) == []
+
+
+def test_page_budget_leaves_out_chips_of_the_least_important_alert(tmp_path):
+    from folium.utilities import write_png
+
+    rng = np.random.default_rng(9)
+    rows = []
+    for k, severity in enumerate(["critical", "low", "high"]):
+        png = tmp_path / f"c{k}.png"
+        png.write_bytes(write_png(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)))
+        box = shapely.box(117.0 + k / 100, 31.0, 117.001 + k / 100, 31.001)
+        rows.append({"rule": "requisition.built_after_notice", "subject_type": "claim",
+                     "subject_id": f"K{k}", "severity": severity,
+                     "evidence": {"chip_before": png.name, "chip_after": png.name,
+                                  "overlap_wkt": shapely.to_wkt(box.buffer(-0.0002))},
+                     "geometry": box})
+    alerts = _alerts(rows)
+    full = review_map(alerts, chip_root=tmp_path).geosup_counts
+    assert full["chips"] == 3
+    budget = full["page_estimate"] - 50_000  # less than one alert's pair of chips
+    with pytest.warns(MapWarning, match="image chips of 1 alerts"):
+        m = review_map(alerts, chip_root=tmp_path, max_page_bytes=budget)
+    page = m.get_root().render()
+    assert len(page.encode()) <= budget
+    chips = page_blocks(page)["chips"]
+    assert sorted(item[0] for item in chips) == [0, 2]  # the low-severity one is left out
+    assert m.geosup_counts["evidence"] == full["evidence"] == 3  # evidence kept
+    assert 'data-gs="chips-out"' in page and 'data-gs="left-out"' not in page
