@@ -170,15 +170,19 @@ def _layer_ids(frame: gpd.GeoDataFrame, name: str) -> tuple[str, pd.Series]:
     return str(id_column), frame[id_column].astype(str)
 
 
+def _type_ids(geoms: np.ndarray) -> np.ndarray:
+    """shapely's geometry type ids, -1 for missing and empty geometries."""
+    kind = np.full(len(geoms), -1)
+    if len(geoms):
+        present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        kind[present] = shapely.get_type_id(geoms[present])
+    return kind
+
+
 def _has_parts(geoms: np.ndarray) -> np.ndarray:
     """True for alert geometries whose parts are evidence: not a point, not polygonal."""
-    out = np.zeros(len(geoms), dtype=bool)
-    if not len(geoms):
-        return out
-    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    kind = np.full(len(geoms), -1)
-    kind[present] = shapely.get_type_id(geoms[present])
-    out[np.isin(kind, (1, 2, 4, 5))] = True  # lines, rings, multi-points, multi-lines
+    kind = _type_ids(geoms)
+    out = np.isin(kind, (1, 2, 4, 5))  # lines, rings, multi-points, multi-lines
     gc = np.flatnonzero(kind == 7)
     if len(gc):
         out[gc] = ~is_polygonal(geoms[gc])
@@ -196,13 +200,8 @@ def is_polygonal(geoms: np.ndarray) -> np.ndarray:
     [True, False, True]
     """
     geoms = np.asarray(geoms, dtype=object)
-    out = np.zeros(len(geoms), dtype=bool)
-    if not len(geoms):
-        return out
-    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    kind = np.full(len(geoms), -1)
-    kind[present] = shapely.get_type_id(geoms[present])
-    out[np.isin(kind, (3, 6))] = True
+    kind = _type_ids(geoms)
+    out = np.isin(kind, (3, 6))
     gc = np.flatnonzero(kind == 7)
     if len(gc):
         parts, owner = shapely.get_parts(geoms[gc], return_index=True)
