@@ -79,10 +79,6 @@ from folium.plugins import MarkerCluster
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--enable-precise-memory-info"]
 CLUSTERS = ".gs-cluster, .marker-cluster"
 OURS_READY = "window.geosupReview && window.geosupReview.ready"
 OURS_READY_MS = "window.geosupReview.maps[0].timings.ready"
@@ -255,10 +251,8 @@ def main() -> None:
                         help="folder for the two pages and screenshots (default: a new "
                              "temporary folder, kept)")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     from maps.review_map import write_review_map
-    from maps.testing import synthetic_alerts
+    from maps.testing import headless_chromium, synthetic_alerts
 
     out = args.out or Path(tempfile.mkdtemp(prefix="geosup-bench-maps-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -292,19 +286,15 @@ def main() -> None:
     print(f"built: ours {ours_build:.1f} s, naive {naive_build:.1f} s; {_load()}")
 
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "naive": []}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            for k in range(args.runs):
-                order = ["ours", "naive"] if k % 2 == 0 else ["naive", "ours"]
-                for name in order:
-                    path = ours if name == "ours" else naive
-                    shot = out / f"{name}.png" if k == 0 else None
-                    runs[name].append(measure(browser, path, ours=name == "ours",
-                                              quiet_ms=args.quiet_ms,
-                                              timeout_s=args.timeout, shot=shot))
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        for k in range(args.runs):
+            order = ["ours", "naive"] if k % 2 == 0 else ["naive", "ours"]
+            for name in order:
+                path = ours if name == "ours" else naive
+                shot = out / f"{name}.png" if k == 0 else None
+                runs[name].append(measure(browser, path, ours=name == "ours",
+                                          quiet_ms=args.quiet_ms,
+                                          timeout_s=args.timeout, shot=shot))
 
     size = {"ours": ours.stat().st_size / 1e6, "naive": naive.stat().st_size / 1e6}
     build = {"ours": ours_build, "naive": naive_build}

@@ -53,8 +53,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -65,8 +67,11 @@ import shapely
 from geosup.alerts import make_alerts
 
 __all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
     "DEMO_COUNTS",
     "click_cluster",
+    "headless_chromium",
     "js_heap_mb",
     "map_view",
     "probe_init_js",
@@ -819,6 +824,42 @@ def synthetic_alerts(n: int, *, mix: Mapping[str, float] | None = None,
 # ------------------------------------------------------------------------------------------
 # In-page probes (playwright ``page`` objects; nothing here imports playwright)
 # ------------------------------------------------------------------------------------------
+
+#: Debian's Chromium, driven by playwright without ``playwright install`` (DESIGN §8).
+CHROMIUM = "/usr/bin/chromium"
+
+#: Headless, no sandbox (CI runs as root), no background traffic, exact JS heap sizes.
+CHROMIUM_ARGS = ("--no-sandbox", "--headless", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--enable-precise-memory-info")
+
+
+@contextlib.contextmanager
+def headless_chromium(*, executable: str = CHROMIUM) -> Iterator[Any]:
+    """A playwright Browser on Debian's headless Chromium, closed when the block ends.
+
+    Raises
+    ------
+    FileNotFoundError
+        Chromium is not installed (``make test`` installs Debian's ``chromium``).
+
+    Examples
+    --------
+    >>> with headless_chromium() as browser:               # doctest: +SKIP
+    ...     page = browser.new_page()
+    """
+    from playwright import sync_api
+
+    if not Path(executable).exists():
+        msg = f"{executable} not found; run `make test` (it installs Debian's chromium)"
+        raise FileNotFoundError(msg)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
 
 def probe_init_js() -> str:
     """Script to install with ``page.add_init_script`` before the page is opened.

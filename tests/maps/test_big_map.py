@@ -11,31 +11,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import shapely
 
+from maps.testing import headless_chromium
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--enable-precise-memory-info"]
 REVIEW = "window.geosupReview.maps[0]"
 N = 100_000
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    from playwright import sync_api
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found; run `make test` (it installs Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    try:
+        with headless_chromium() as browser:
+            yield browser
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
 
 
 def test_hundred_thousand_alerts(chromium, tmp_path):

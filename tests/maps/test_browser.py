@@ -24,6 +24,7 @@ import shapely
 
 from geosup.alerts import make_alerts
 from maps.review_map import review_map, write_review_map
+from maps.testing import headless_chromium
 from tests.maps.map_payloads import (
     CHINESE,
     IMG,
@@ -38,21 +39,16 @@ from tests.maps.map_payloads import (
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:image chip:maps.evidence.MapWarning")]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 REVIEW = "window.geosupReview.maps[0]"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright import sync_api
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found; run `make test` (it installs Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    try:
+        with headless_chromium() as b:
+            yield b
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
 
 
 @dataclass
@@ -202,21 +198,29 @@ def test_offline_page_loads_nothing_and_shows_every_layer(open_page, payload_map
     assert shot.stat().st_size > 10_000
 
 
-def test_tooltips_and_popups_show_escaped_text(open_page, payload_map, payload_alerts,
-                                               parcels):
-    path, _ = payload_map
-    opened = open_page(path)
-    # A parcel polygon (canvas): hover shows the tooltip, a click the popup.
-    k = int((payload_alerts["rule"] == PARCEL_RULE).to_numpy().nonzero()[0][0])
-    geom = payload_alerts.geometry.iloc[k]
-    # a spot inside the parcel, outside the overlap evidence drawn at its centroid
+def _first_parcel_id(alerts: gpd.GeoDataFrame) -> str:
+    return str(alerts.loc[alerts["rule"] == PARCEL_RULE, "alert_id"].iloc[0])
+
+
+def _hover_parcel(opened: Opened, alerts: gpd.GeoDataFrame) -> tuple[Any, str]:
+    """Hover the first parcel alert (away from the overlap evidence drawn at its centroid);
+    return the spot and the tooltip's text."""
+    geom = alerts.set_index("alert_id").geometry[_first_parcel_id(alerts)]
     inner = geom.difference(geom.centroid.buffer(0.0005))
     spot = inner.representative_point() if not inner.is_empty else geom.representative_point()
     opened.view(spot.y, spot.x, 17)
     opened.move_to(spot.y, spot.x)
     tip = opened.page.locator(".leaflet-tooltip")
     tip.wait_for(timeout=30_000)
-    text = tip.inner_text()
+    return spot, tip.inner_text()
+
+
+def test_tooltips_and_popups_show_escaped_text(open_page, payload_map, payload_alerts,
+                                               parcels):
+    path, _ = payload_map
+    opened = open_page(path)
+    # A parcel polygon (canvas): hover shows the tooltip, a click the popup.
+    spot, text = _hover_parcel(opened, payload_alerts)
     # title, severity, status, subject and the measured numbers with the threshold
     for expected in ("Parcel " + IMG, "high", "open", "D-0 " + TEMPLATE):
         assert expected in text, expected
@@ -226,7 +230,7 @@ def test_tooltips_and_popups_show_escaped_text(open_page, payload_map, payload_a
     text = popup.inner_text()
     for expected in ("Parcel " + IMG, "D-0 " + TEMPLATE, CHINESE, "declared_area", "12.5",
                      "thresholds.tolerance_m2", "Parcel over-declared", "open",
-                     "(a shape, drawn on the map)", payload_alerts["alert_id"].iloc[k]):
+                     "(a shape, drawn on the map)", _first_parcel_id(payload_alerts)):
         assert expected in text, expected
     assert "POLYGON" not in text  # the overlap is drawn, not printed
     # The isolated point: unclustered at zoom 15.
@@ -398,15 +402,7 @@ def test_chinese_labels_in_the_browser(open_page, payload_alerts, registry, parc
                  "证据：最近点"):
         assert text in legend, text
     assert "parcels" not in legend and "overlap" not in legend
-    k = int((payload_alerts["rule"] == PARCEL_RULE).to_numpy().nonzero()[0][0])
-    geom = payload_alerts.geometry.iloc[k]
-    inner = geom.difference(geom.centroid.buffer(0.0005))
-    spot = inner.representative_point() if not inner.is_empty else geom.representative_point()
-    opened.view(spot.y, spot.x, 17)
-    opened.move_to(spot.y, spot.x)
-    tip = opened.page.locator(".leaflet-tooltip")
-    tip.wait_for(timeout=30_000)
-    tip_text = tip.inner_text()
+    spot, tip_text = _hover_parcel(opened, payload_alerts)
     assert tip_text.splitlines()[0] == "地块超报"  # the Chinese rule title, not "Parcel <img…"
     assert "高" in tip_text and "待核查" in tip_text and "申报 D-0" in tip_text
     opened.click_at(spot.y, spot.x)
