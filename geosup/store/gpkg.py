@@ -94,15 +94,14 @@ CREATE TABLE IF NOT EXISTS layers (
 
 
 def _iso(values: pd.Series) -> list[str | None]:
-    """UTC timestamps as GeoPackage DATETIME text (ISO 8601 with 'Z').
+    """UTC timestamps as GeoPackage DATETIME text: ``YYYY-MM-DDTHH:MM:SS.SSSZ``.
 
-    Milliseconds, as the GeoPackage standard writes them (GDAL warns on anything else),
-    unless a value has sub-millisecond digits, which are then kept (microseconds).
+    The standard's format holds milliseconds, and GDAL (so QGIS) warns on every value
+    that carries more digits, so times are rounded to the millisecond here. GPS fixes
+    and fuel-card times come in whole seconds; the PostGIS store keeps microseconds.
     """
-    ts = pd.to_datetime(values, utc=True)
-    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    exact_ms = (ts.dt.microsecond % 1000 == 0) & (ts.dt.nanosecond == 0)
-    text = text.where(~exact_ms, text.str[:-3]) + "Z"
+    ts = pd.to_datetime(values, utc=True).dt.round("ms")
+    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
     return text.astype(object).where(ts.notna(), None).tolist()
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import sqlite3
 import uuid
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -67,7 +68,7 @@ def _hits(parcels: gpd.GeoDataFrame, n: int = 8, *, shift: float = 0.0) -> gpd.G
     sub = parcels.head(n).reset_index(drop=True)
     i = np.arange(n)
     rules = np.array(["farmland.over_declared", "farmland.double_claim", "fuel.off_hours"])
-    observed = pd.Series(pd.Timestamp("2025-06-01 08:30:00.123456", tz="Asia/Shanghai")
+    observed = pd.Series(pd.Timestamp("2025-06-01 08:30:00.123", tz="Asia/Shanghai")
                          + pd.to_timedelta(i, unit="D"))
     observed.iloc[-1] = pd.NaT
     amount = (i * 100.5 + shift).astype(float)
@@ -681,6 +682,29 @@ def _fids_meeting(path: Path, table: str, bbox: tuple[float, float, float, float
     b = frame.geometry.bounds
     hit = (b.maxx >= bbox[0]) & (b.minx <= bbox[2]) & (b.maxy >= bbox[1]) & (b.miny <= bbox[3])
     return set(frame.index[hit.to_numpy()].tolist())
+
+
+def test_gpkg_times_are_standard_milliseconds(tmp_path: Path,
+                                              nl_parcels: gpd.GeoDataFrame) -> None:
+    """DATETIME as the GeoPackage standard writes it, so GDAL reads it without a warning."""
+    path = tmp_path / "geosup.gpkg"
+    alerts = _alerts(nl_parcels, 3)
+    alerts["observed_at"] = pd.Timestamp("2025-06-01 00:30:00.123456", tz="UTC")
+    layer = pd.DataFrame({"fix_id": [1, 2], "time": pd.to_datetime(
+        ["2025-06-01 00:30:00.9996", "2025-06-01 00:30:01"], utc=True, format="ISO8601")})
+    with open_store(str(path)) as store, store.run("fuel audit") as run:
+        run.write_alerts(alerts)
+        run.write_layer("fixes", layer, id_column="fix_id")
+    with sqlite3.connect(path) as conn:
+        texts = [r[0] for r in conn.execute("SELECT observed_at FROM alerts")]
+        times = [r[0] for r in conn.execute('SELECT "time" FROM fixes ORDER BY fix_id')]
+    assert set(texts) == {"2025-06-01T00:30:00.123Z"}
+    assert times == ["2025-06-01T00:30:01.000Z", "2025-06-01T00:30:01.000Z"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # GDAL's "Non-conformant content" is a RuntimeWarning
+        back = pyogrio.read_dataframe(path, layer="alerts")
+    assert (pd.to_datetime(back["observed_at"], utc=True)
+            == pd.Timestamp("2025-06-01 00:30:00.123", tz="UTC")).all()
 
 
 def test_gpkg_spatial_index(tmp_path: Path, nl_parcels: gpd.GeoDataFrame) -> None:
