@@ -35,7 +35,12 @@ Examples
 ...      "parcel_id": [None, "P1"], "declared_area": [1.5, 0.0]},
 ...     geometry=[Polygon([(500000, 0), (500100, 100), (500100, 0), (500000, 100)]), None],
 ...     crs=32650)
->>> prep = prepare(declarations, parcels, area_unit="ha", crs=32650)
+>>> import warnings
+>>> with warnings.catch_warnings(record=True) as seen:
+...     warnings.simplefilter("always")
+...     prep = prepare(declarations, parcels, area_unit="ha", crs=32650)
+>>> [str(w.message) for w in seen]
+['1 farmland geometries were repaired; Prepared.repairs lists which and how']
 >>> prep.declarations[["declaration_id", "declared_m2"]].values.tolist()
 [['D1', 15000.0]]
 >>> prep.rejects[["source", "row", "reason"]].values.tolist()
