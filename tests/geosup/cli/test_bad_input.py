@@ -155,12 +155,12 @@ class Inputs:
     farmland_config: str
     imagery: dict[str, str]
     store: str
-    shared: Path | None
+    shared: Path
     extra: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+def inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Inputs:
     from geosup.config import Settings
     from geosup.farmland.demo import build_demo as build_farmland
     from geosup.farmland.demo import farmland_scenario
@@ -185,10 +185,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     store.parent.mkdir()
     with open_store(store) as st:
         farmland_scenario(st, root / "store", Settings())
-    shared = Path(__file__).resolve().parents[4] / "shared" / "data"
     return Inputs(fuel=fuel_paths, farmland=farmland,
                   farmland_config=str(root / "farmland" / "geosup.toml"), imagery=imagery,
-                  store=str(store), shared=shared if shared.is_dir() else None)
+                  store=str(store), shared=shared_data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,8 +315,6 @@ def _shapefile_without_prj(frame: gpd.GeoDataFrame, folder: Path, name: str) -> 
 
 def _no_crs(case: Case, inp: Inputs, tmp: Path, paths: dict[str, str]) -> str:
     """A real layer as a Shapefile without .prj, with the mapping the command needs."""
-    if inp.shared is None:
-        pytest.skip("real test data not found at ../shared/data")
     extra: list[str] = []
     if case.slot == "stations":  # real UK forecourts (WGS-84 lon/lat) as points
         raw = pd.read_csv(inp.shared / UK_STATIONS)
@@ -384,8 +381,6 @@ def bad_value(case: Case, inp: Inputs, tmp: Path, paths: dict[str, str], store: 
         path.mkdir()
         return str(path)
     if kind == "foreign_gpkg":  # a real GeoPackage that is not a geosup store
-        if inp.shared is None:
-            pytest.skip("real test data not found at ../shared/data")
         path = tmp / "referentiepercelen.gpkg"
         shutil.copyfile(inp.shared / NL_REFERENCE, path)
         return str(path)
